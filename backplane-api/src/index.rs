@@ -1,0 +1,301 @@
+//! The hub's indexes of local connections, and delivery to them.
+//!
+//! Connections are indexed by id, by user and by group, each index holding
+//! the connection's [`Slot`] directly, so that selecting the members of a
+//! group or the connections of a user costs one lookup plus one step per
+//! match, however many connections the hub holds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::{ConnectionId, GroupName, Message, Target, UserId};
+
+/// The sending side of one local connection's outbound queue.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) id: ConnectionId,
+    sender: mpsc::Sender<Arc<Message>>,
+    dropped: AtomicU64,
+    // Set while the queue is full, so that a burst of drops logs once.
+    lagging: AtomicBool,
+}
+
+impl Slot {
+    pub(crate) fn new(id: ConnectionId, sender: mpsc::Sender<Arc<Message>>) -> Self {
+        Self {
+            id,
+            sender,
+            dropped: AtomicU64::new(0),
+            lagging: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Delivered {
+    pub(crate) delivered: u64,
+    pub(crate) dropped: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Arc<Slot>,
+    user: Option<UserId>,
+    groups: HashSet<GroupName>,
+}
+
+type Members = HashMap<ConnectionId, Arc<Slot>>;
+
+/// Local connections of one hub, indexed by id, user and group.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    connections: HashMap<ConnectionId, Entry>,
+    users: HashMap<UserId, Members>,
+    groups: HashMap<GroupName, Members>,
+}
+
+impl Index {
+    pub(crate) fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub(crate) fn contains(&self, id: &ConnectionId) -> bool {
+        self.connections.contains_key(id)
+    }
+
+    /// Adds a connection; returns `false` if the id is taken.
+    pub(crate) fn insert(&mut self, slot: Arc<Slot>, user: Option<UserId>) -> bool {
+        let id = slot.id.clone();
+        if self.connections.contains_key(&id) {
+            return false;
+        }
+        if let Some(user) = &user {
+            let members = self.users.entry(user.clone()).or_default();
+            members.insert(id.clone(), slot.clone());
+        }
+        let entry = Entry {
+            slot,
+            user,
+            groups: HashSet::new(),
+        };
+        self.connections.insert(id, entry);
+        true
+    }
+
+    /// Removes a connection from every index. With `only`, removes it only
+    /// if it is still that very registration (not a later one reusing the
+    /// id). Returns whether it was removed.
+    pub(crate) fn remove(&mut self, id: &ConnectionId, only: Option<&Arc<Slot>>) -> bool {
+        match (self.connections.get(id), only) {
+            (None, _) => return false,
+            (Some(entry), Some(slot)) if !Arc::ptr_eq(&entry.slot, slot) => return false,
+            _ => {}
+        }
+        let Some(entry) = self.connections.remove(id) else {
+            return false;
+        };
+        if let Some(user) = &entry.user {
+            remove_member(&mut self.users, user, id);
+        }
+        for group in &entry.groups {
+            remove_member(&mut self.groups, group, id);
+        }
+        true
+    }
+
+    /// Adds a local connection to a group. Returns `None` if the connection
+    /// is not held here, else whether it was newly added.
+    pub(crate) fn join(&mut self, id: &ConnectionId, group: &GroupName) -> Option<bool> {
+        let entry = self.connections.get_mut(id)?;
+        if !entry.groups.insert(group.clone()) {
+            return Some(false);
+        }
+        let members = self.groups.entry(group.clone()).or_default();
+        members.insert(id.clone(), entry.slot.clone());
+        Some(true)
+    }
+
+    /// Removes a local connection from a group. Returns `None` if the
+    /// connection is not held here, else whether it was a member.
+    pub(crate) fn leave(&mut self, id: &ConnectionId, group: &GroupName) -> Option<bool> {
+        let entry = self.connections.get_mut(id)?;
+        if !entry.groups.remove(group) {
+            return Some(false);
+        }
+        remove_member(&mut self.groups, group, id);
+        Some(true)
+    }
+
+    pub(crate) fn groups_of(&self, id: &ConnectionId) -> Option<Vec<GroupName>> {
+        let entry = self.connections.get(id)?;
+        let mut groups: Vec<_> = entry.groups.iter().cloned().collect();
+        groups.sort();
+        Some(groups)
+    }
+
+    pub(crate) fn group_len(&self, group: &GroupName) -> usize {
+        self.groups.get(group).map_or(0, HashMap::len)
+    }
+
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.connections.values().map(|entry| &entry.slot)
+    }
+
+    /// Delivers `message` to every local connection `target` selects, once
+    /// each.
+    pub(crate) fn deliver(&self, hub: &str, target: &Target, message: &Arc<Message>) -> Delivered {
+        let mut out = Outbox {
+            hub,
+            message,
+            done: Delivered::default(),
+        };
+        match target {
+            Target::All => {
+                self.connections.values().for_each(|e| out.push(&e.slot));
+            }
+            Target::AllExcept { except } => {
+                let except = Except::new(except);
+                for entry in self.connections.values() {
+                    if !except.contains(&entry.slot.id) {
+                        out.push(&entry.slot);
+                    }
+                }
+            }
+            Target::Connection { id } => {
+                if let Some(entry) = self.connections.get(id) {
+                    out.push(&entry.slot);
+                }
+            }
+            Target::Connections { ids } => {
+                let slots = ids.iter().filter_map(|id| self.connections.get(id));
+                out.push_unique(slots.map(|entry| &entry.slot));
+            }
+            Target::Group { name } => {
+                if let Some(members) = self.groups.get(name) {
+                    members.values().for_each(|slot| out.push(slot));
+                }
+            }
+            Target::GroupExcept { name, except } => {
+                let except = Except::new(except);
+                let members = self.groups.get(name).into_iter().flat_map(HashMap::values);
+                for slot in members {
+                    if !except.contains(&slot.id) {
+                        out.push(slot);
+                    }
+                }
+            }
+            Target::Groups { names } => {
+                let members = names.iter().filter_map(|name| self.groups.get(name));
+                out.push_unique(members.flat_map(HashMap::values));
+            }
+            Target::User { id } => {
+                if let Some(members) = self.users.get(id) {
+                    members.values().for_each(|slot| out.push(slot));
+                }
+            }
+            Target::Users { ids } => {
+                let members = ids.iter().filter_map(|id| self.users.get(id));
+                out.push_unique(members.flat_map(HashMap::values));
+            }
+        }
+        out.done
+    }
+}
+
+fn remove_member<K>(index: &mut HashMap<K, Members>, key: &K, id: &ConnectionId)
+where
+    K: std::hash::Hash + Eq,
+{
+    if let Some(members) = index.get_mut(key) {
+        members.remove(id);
+        if members.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+/// A set of excluded connections; small lists are scanned, large ones
+/// hashed.
+enum Except<'a> {
+    Few(&'a [ConnectionId]),
+    Many(HashSet<&'a ConnectionId>),
+}
+
+impl<'a> Except<'a> {
+    const SCAN_LIMIT: usize = 16;
+
+    fn new(ids: &'a [ConnectionId]) -> Self {
+        if ids.len() <= Self::SCAN_LIMIT {
+            Self::Few(ids)
+        } else {
+            Self::Many(ids.iter().collect())
+        }
+    }
+
+    fn contains(&self, id: &ConnectionId) -> bool {
+        match self {
+            Self::Few(ids) => ids.contains(id),
+            Self::Many(ids) => ids.contains(id),
+        }
+    }
+}
+
+struct Outbox<'a> {
+    hub: &'a str,
+    message: &'a Arc<Message>,
+    done: Delivered,
+}
+
+impl Outbox<'_> {
+    /// Delivers to slots that may repeat, once each.
+    fn push_unique<'s>(&mut self, slots: impl Iterator<Item = &'s Arc<Slot>>) {
+        let mut seen = HashSet::new();
+        for slot in slots {
+            if seen.insert(Arc::as_ptr(slot)) {
+                self.push(slot);
+            }
+        }
+    }
+
+    /// Queues the message for one connection without waiting: a full queue
+    /// costs that connection this message and nobody else anything.
+    fn push(&mut self, slot: &Arc<Slot>) {
+        match slot.sender.try_send(self.message.clone()) {
+            Ok(()) => {
+                self.done.delivered += 1;
+                if slot.lagging.load(Ordering::Relaxed) {
+                    slot.lagging.store(false, Ordering::Relaxed);
+                    tracing::info!(
+                        hub = self.hub,
+                        connection = %slot.id,
+                        dropped_total = slot.dropped(),
+                        "connection queue has room again",
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.done.dropped += 1;
+                let dropped_total = slot.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if !slot.lagging.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        hub = self.hub,
+                        connection = %slot.id,
+                        dropped_total,
+                        "connection queue full; dropping messages for this connection",
+                    );
+                }
+            }
+            // The connection's receiver is gone and its unregistration is on
+            // its way; nothing to deliver to.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}

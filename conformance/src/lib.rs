@@ -1,0 +1,4 @@
+//! The routing suite every backplane transport must pass, and fault tools
+//! for transports' own tests.
+
+pub mod proxy;
