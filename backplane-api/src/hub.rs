@@ -421,6 +421,27 @@ impl<T: Transport + 'static> Hub<T> {
         Ok(())
     }
 
+    /// Builds the envelope of a send without publishing it, for a transport
+    /// path the hub does not drive, such as a publish that joins a database
+    /// transaction.
+    ///
+    /// The envelope carries a fresh origin of its own, not this hub's
+    /// [`Hub::server_id`], so every instance delivers it when the bus
+    /// carries it, this one included: local connections receive it only if
+    /// it is published.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Encode`] if `args` cannot be serialized.
+    pub fn envelope<A>(&self, target: Target, method: &str, args: &A) -> Result<Envelope>
+    where
+        A: Serialize + ?Sized,
+    {
+        let message = Arc::new(Message::new(method, args)?);
+        let action = Action::Send { target, message };
+        Ok(Envelope::new(self.name(), ServerId::random(), 0, action))
+    }
+
     /// Sends to every connection; see [`Hub::send`].
     ///
     /// # Errors
