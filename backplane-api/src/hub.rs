@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::index::{Index, Slot};
+use crate::index::{Index, QueueStats, Slot};
 use crate::{
     Action, BackplaneError, ConnectionId, Envelope, Event, GroupName, Message, Result, ServerId,
     Subscription, Target, Transport, UserId,
@@ -117,7 +117,7 @@ impl Shared {
             .fetch_add(done.dropped, Ordering::Relaxed);
     }
 
-    fn unregister(&self, id: &ConnectionId, only: Option<&Arc<Slot>>) -> bool {
+    fn unregister(&self, id: &ConnectionId, only: Option<&Weak<Slot>>) -> bool {
         let removed = self.write().remove(id, only);
         if removed {
             tracing::debug!(hub = &*self.name, connection = %id, "connection unregistered");
@@ -252,7 +252,9 @@ impl<T: Transport + 'static> Hub<T> {
             "connection registered",
         );
         Ok(Connection {
-            slot,
+            id,
+            queue: slot.queue.clone(),
+            slot: Arc::downgrade(&slot),
             receiver,
             hub: Arc::downgrade(shared),
         })
@@ -684,7 +686,10 @@ fn receive_envelope(shared: &Shared, envelope: &Envelope) {
 /// Dropping it unregisters the connection.
 #[derive(Debug)]
 pub struct Connection {
-    slot: Arc<Slot>,
+    id: ConnectionId,
+    queue: Arc<QueueStats>,
+    // Weak, so that unregistering drops the queue's only sender.
+    slot: Weak<Slot>,
     receiver: mpsc::Receiver<Arc<Message>>,
     hub: Weak<Shared>,
 }
@@ -692,7 +697,7 @@ pub struct Connection {
 impl Connection {
     /// The connection's id.
     pub fn id(&self) -> &ConnectionId {
-        &self.slot.id
+        &self.id
     }
 
     /// Receives the next message; `None` once the connection is
@@ -713,7 +718,7 @@ impl Connection {
     /// How many messages this connection missed because its queue was
     /// full.
     pub fn dropped(&self) -> u64 {
-        self.slot.dropped()
+        self.queue.dropped()
     }
 }
 
@@ -728,7 +733,7 @@ impl futures_core::Stream for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(shared) = self.hub.upgrade() {
-            shared.unregister(&self.slot.id, Some(&self.slot));
+            shared.unregister(&self.id, Some(&self.slot));
         }
     }
 }

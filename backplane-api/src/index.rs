@@ -6,21 +6,36 @@
 //! match, however many connections the hub holds.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
 use crate::{ConnectionId, GroupName, Message, Target, UserId};
 
 /// The sending side of one local connection's outbound queue.
+///
+/// Only the index holds slots, so unregistering a connection drops its
+/// sender and its queue ends once drained.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) id: ConnectionId,
     sender: mpsc::Sender<Arc<Message>>,
+    pub(crate) queue: Arc<QueueStats>,
+}
+
+/// What happened to one connection's queue, shared with its receiver.
+#[derive(Debug, Default)]
+pub(crate) struct QueueStats {
     dropped: AtomicU64,
     // Set while the queue is full, so that a burst of drops logs once.
     lagging: AtomicBool,
+}
+
+impl QueueStats {
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl Slot {
@@ -28,13 +43,8 @@ impl Slot {
         Self {
             id,
             sender,
-            dropped: AtomicU64::new(0),
-            lagging: AtomicBool::new(false),
+            queue: Arc::default(),
         }
-    }
-
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -93,10 +103,12 @@ impl Index {
     /// Removes a connection from every index. With `only`, removes it only
     /// if it is still that very registration (not a later one reusing the
     /// id). Returns whether it was removed.
-    pub(crate) fn remove(&mut self, id: &ConnectionId, only: Option<&Arc<Slot>>) -> bool {
+    pub(crate) fn remove(&mut self, id: &ConnectionId, only: Option<&Weak<Slot>>) -> bool {
         match (self.connections.get(id), only) {
             (None, _) => return false,
-            (Some(entry), Some(slot)) if !Arc::ptr_eq(&entry.slot, slot) => return false,
+            (Some(entry), Some(slot)) if !std::ptr::eq(Arc::as_ptr(&entry.slot), slot.as_ptr()) => {
+                return false;
+            }
             _ => {}
         }
         let Some(entry) = self.connections.remove(id) else {
@@ -271,20 +283,22 @@ impl Outbox<'_> {
         match slot.sender.try_send(self.message.clone()) {
             Ok(()) => {
                 self.done.delivered += 1;
-                if slot.lagging.load(Ordering::Relaxed) {
-                    slot.lagging.store(false, Ordering::Relaxed);
+                let queue = &slot.queue;
+                if queue.lagging.load(Ordering::Relaxed) {
+                    queue.lagging.store(false, Ordering::Relaxed);
                     tracing::info!(
                         hub = self.hub,
                         connection = %slot.id,
-                        dropped_total = slot.dropped(),
+                        dropped_total = queue.dropped(),
                         "connection queue has room again",
                     );
                 }
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.done.dropped += 1;
-                let dropped_total = slot.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if !slot.lagging.swap(true, Ordering::Relaxed) {
+                let queue = &slot.queue;
+                let dropped_total = queue.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if !queue.lagging.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         hub = self.hub,
                         connection = %slot.id,

@@ -4,6 +4,9 @@
 #
 #   BACKPLANE_POSTGRES_URL  use this PostgreSQL instead of starting one
 #   BACKPLANE_REDIS_URL     use this Redis instead of starting one
+#   BACKPLANE_REDIS_CLUSTER_URL
+#                           use this Redis Cluster (comma-separated node
+#                           URLs) instead of starting three local masters
 #
 # Servers listen on 127.0.0.1 only, on free ports, with their data in a
 # private temporary directory. PostgreSQL refuses to run as root, so when
@@ -92,11 +95,13 @@ ensure_redis_installed() {
 }
 
 # Starts one redis-server and sets REDIS_PORT to its port. Extra arguments
-# go to the server.
+# go to the server. Set SPAWN_REDIS_PORT to choose the port; it is used
+# once and cleared.
 spawn_redis() {
     local dir=$1; shift
-    local port
-    port=$(free_port)
+    local port=${SPAWN_REDIS_PORT:-}
+    SPAWN_REDIS_PORT=""
+    if [ -z "$port" ]; then port=$(free_port); fi
     mkdir -p "$dir"
     redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" \
         --appendonly no --requirepass "$SERVICES_PASSWORD" "$@" \
@@ -124,6 +129,63 @@ start_redis() {
     log "Redis on 127.0.0.1:$REDIS_PORT"
 }
 
+# A free port whose cluster bus port (port + 10000) is free too.
+free_cluster_port() {
+    python3 -c '
+import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
+    if port + 10000 >= 65536: a.close(); continue
+    b = socket.socket()
+    try: b.bind(("127.0.0.1", port + 10000))
+    except OSError: a.close(); b.close(); continue
+    a.close(); b.close(); print(port); break
+'
+}
+
+# Starts three cluster-enabled masters on loopback and joins them into one
+# Redis Cluster (no replicas), unless BACKPLANE_REDIS_CLUSTER_URL is set.
+start_redis_cluster() {
+    if [ -n "${BACKPLANE_REDIS_CLUSTER_URL:-}" ]; then
+        log "using Redis Cluster from BACKPLANE_REDIS_CLUSTER_URL"
+        return
+    fi
+    ensure_redis_installed
+    local i ports=() nodes=() urls=()
+    for i in 1 2 3; do
+        SPAWN_REDIS_PORT=$(free_cluster_port)
+        spawn_redis "$SERVICES_DIR/redis-cluster-$i" --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+            --masterauth "$SERVICES_PASSWORD"
+        ports+=("$REDIS_PORT")
+        nodes+=("127.0.0.1:$REDIS_PORT")
+        urls+=("redis://:$SERVICES_PASSWORD@127.0.0.1:$REDIS_PORT/")
+    done
+
+    redis-cli -a "$SERVICES_PASSWORD" --no-auth-warning --cluster create "${nodes[@]}" \
+        --cluster-replicas 0 --cluster-yes > "$SERVICES_DIR/redis-cluster-1/create.log" 2>&1 \
+        || { cat "$SERVICES_DIR/redis-cluster-1/create.log" >&2; return 1; }
+
+    # Every node must see the whole cluster before clients can rely on it.
+    local port ready
+    for _ in $(seq 150); do
+        ready=1
+        for port in "${ports[@]}"; do
+            redis-cli -p "$port" -a "$SERVICES_PASSWORD" --no-auth-warning cluster info \
+                2>/dev/null | grep -q '^cluster_state:ok' || ready=0
+        done
+        if [ "$ready" = 1 ]; then
+            export BACKPLANE_REDIS_CLUSTER_URL
+            BACKPLANE_REDIS_CLUSTER_URL=$(IFS=,; printf '%s' "${urls[*]}")
+            log "Redis Cluster on ${nodes[*]}"
+            return
+        fi
+        sleep 0.2
+    done
+    log "Redis Cluster did not reach cluster_state:ok"
+    return 1
+}
+
 start_services() {
     SERVICES_DIR=$(mktemp -d /tmp/backplane-services.XXXXXX)
     chmod 755 "$SERVICES_DIR"
@@ -131,4 +193,5 @@ start_services() {
     trap 'exit 130' INT TERM
     start_postgres
     start_redis
+    start_redis_cluster
 }

@@ -1,0 +1,427 @@
+//! The notification frame: how envelopes are laid out in `NOTIFY`
+//! payloads.
+//!
+//! A payload is text of at most [`MAX_NOTIFICATION_BYTES`] bytes, in one of
+//! three forms told apart by how it starts:
+//!
+//! - `{` — one envelope, exactly as [`codec::encode`] writes it;
+//! - `[` — a batch: a JSON array of envelopes, in publish order;
+//! - `chunk ` — one piece of a larger message:
+//!   `chunk <id> <index>/<count>\n<piece>`, where `<id>` names the message
+//!   (1 to 64 ASCII letters, digits, `-` or `_`), `<index>` counts from 0,
+//!   and the pieces joined in index order form a `{` or `[` payload.
+//!
+//! Pieces are cut on character boundaries, so each is valid text. All the
+//! pieces of one message are sent in one transaction: PostgreSQL delivers
+//! them together, in order, with nothing else on the channel in between.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use backplane_api::{BackplaneError, Envelope, codec};
+use serde_json::value::RawValue;
+
+use crate::error::Chain;
+
+/// The largest payload PostgreSQL accepts: it refuses 8000 bytes or more.
+pub(crate) const MAX_NOTIFICATION_BYTES: usize = 7999;
+
+/// The start of a chunk frame.
+const CHUNK_TAG: &str = "chunk ";
+
+/// The longest message id a receiver accepts.
+const MAX_ID_BYTES: usize = 64;
+
+/// Room left for the piece in a chunk frame, whatever its index and count:
+/// the header takes the tag, the id, two numbers of at most 10 digits, a
+/// space, a slash and a newline.
+fn piece_room(id: &str) -> usize {
+    MAX_NOTIFICATION_BYTES - (CHUNK_TAG.len() + id.len() + 1 + 10 + 1 + 10 + 1)
+}
+
+/// Packs encoded envelopes into one payload: the envelope itself when there
+/// is one, a batch otherwise.
+pub(crate) fn pack(envelopes: &[&str]) -> String {
+    if let [one] = envelopes {
+        return (*one).to_owned();
+    }
+    let total = envelopes.iter().map(|e| e.len()).sum();
+    let mut text = String::with_capacity(packed_len(total, envelopes.len()));
+    text.push('[');
+    for (i, envelope) in envelopes.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(envelope);
+    }
+    text.push(']');
+    text
+}
+
+/// The length of [`pack`]'s output for `count` envelopes of `total`
+/// bytes together.
+pub(crate) fn packed_len(total: usize, count: usize) -> usize {
+    match count {
+        0 | 1 => total,
+        n => total + (n - 1) + 2,
+    }
+}
+
+/// Splits `text` into chunk frames of message `id`, each at most
+/// [`MAX_NOTIFICATION_BYTES`] long, cutting only on character boundaries.
+pub(crate) fn chunks(id: &str, text: &str) -> Vec<String> {
+    let room = piece_room(id);
+    let mut pieces = Vec::with_capacity(text.len() / room + 1);
+    let mut rest = text;
+    loop {
+        let mut end = rest.len().min(room);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+        if rest.is_empty() {
+            break;
+        }
+    }
+
+    let count = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(index, piece)| format!("{CHUNK_TAG}{id} {index}/{count}\n{piece}"))
+        .collect()
+}
+
+/// Hands out message ids for chunked messages: a random prefix per
+/// instance and a counter, so ids differ across instances and restarts.
+#[derive(Debug)]
+pub(crate) struct MessageIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl MessageIds {
+    pub(crate) fn new() -> Self {
+        // The standard library seeds every `RandomState` from the operating
+        // system's random source; mixing in the time and process id only
+        // guards against a platform where it does not.
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        hasher.write_u128(now.as_nanos());
+        hasher.write_u32(std::process::id());
+        Self {
+            prefix: format!("{:016x}", hasher.finish()),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.prefix)
+    }
+}
+
+/// A payload, parsed far enough to know what to do with it.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Frame<'a> {
+    /// One envelope or a batch, ready to decode with [`decode`].
+    Whole(&'a str),
+    /// A piece of a larger message.
+    Chunk(Chunk<'a>),
+}
+
+/// A piece of a chunked message.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Chunk<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) index: u32,
+    pub(crate) count: u32,
+    pub(crate) piece: &'a str,
+}
+
+/// Why a payload was skipped.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    Empty,
+    Unknown,
+    ChunkHeader,
+    Decode(BackplaneError),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty payload"),
+            Self::Unknown => f.write_str("payload is not a backplane frame"),
+            Self::ChunkHeader => f.write_str("malformed chunk header"),
+            Self::Decode(error) => write!(f, "{}", Chain(error)),
+        }
+    }
+}
+
+/// Tells which frame a payload is.
+pub(crate) fn parse(payload: &str) -> Result<Frame<'_>, FrameError> {
+    let trimmed = payload.trim_start();
+    if trimmed.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return Ok(Frame::Whole(trimmed));
+    }
+    let Some(rest) = payload.strip_prefix(CHUNK_TAG) else {
+        return Err(FrameError::Unknown);
+    };
+    parse_chunk(rest)
+        .map(Frame::Chunk)
+        .ok_or(FrameError::ChunkHeader)
+}
+
+/// Parses `<id> <index>/<count>\n<piece>`.
+fn parse_chunk(rest: &str) -> Option<Chunk<'_>> {
+    let (header, piece) = rest.split_once('\n')?;
+    let (id, position) = header.split_once(' ')?;
+    let (index, count) = position.split_once('/')?;
+
+    let id_ok = !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let index: u32 = index.parse().ok()?;
+    let count: u32 = count.parse().ok()?;
+    (id_ok && index < count).then_some(Chunk {
+        id,
+        index,
+        count,
+        piece,
+    })
+}
+
+/// Decodes a whole (unchunked) payload into its envelopes.
+pub(crate) fn decode(text: &str) -> Result<Vec<Envelope>, FrameError> {
+    let text = text.trim_start();
+    if !text.starts_with('[') {
+        return codec::decode(text.as_bytes())
+            .map(|envelope| vec![envelope])
+            .map_err(FrameError::Decode);
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|error| FrameError::Decode(BackplaneError::Decode(error)))?;
+    items
+        .into_iter()
+        .map(|item| codec::decode(item.get().as_bytes()).map_err(FrameError::Decode))
+        .collect()
+}
+
+/// Joins the pieces of chunked messages, one message at a time per
+/// channel.
+///
+/// The pieces of one message come back to back on their channel (they are
+/// committed in one transaction, and PostgreSQL never interleaves two
+/// transactions' notifications), so anything else arriving on that channel
+/// before the last piece means the message is incomplete: it is discarded.
+/// Memory is bounded by one partial message, of at most the maximum message
+/// size, per channel.
+#[derive(Debug)]
+pub(crate) struct Reassembler {
+    partials: HashMap<String, Partial>,
+    max_message_size: usize,
+}
+
+#[derive(Debug)]
+struct Partial {
+    id: String,
+    count: u32,
+    next: u32,
+    text: String,
+}
+
+impl Reassembler {
+    pub(crate) fn new(max_message_size: usize) -> Self {
+        Self {
+            partials: HashMap::new(),
+            max_message_size,
+        }
+    }
+
+    /// Takes one piece; returns the whole message once its last piece is
+    /// in. Problems are logged here and the message is dropped.
+    pub(crate) fn push(&mut self, channel: &str, chunk: Chunk<'_>) -> Option<String> {
+        // Continue the message in progress on this channel, if this is its
+        // next piece; anything else means that message lost a piece.
+        if let Some(partial) = self.partials.remove(channel) {
+            if partial.id == chunk.id && partial.next == chunk.index && partial.count == chunk.count
+            {
+                return self.append(channel, partial, chunk.piece);
+            }
+            tracing::warn!(
+                channel,
+                message = partial.id,
+                received = partial.next,
+                count = partial.count,
+                "discarding chunked message: a piece is missing",
+            );
+        }
+
+        if chunk.index != 0 {
+            tracing::warn!(
+                channel,
+                message = chunk.id,
+                index = chunk.index,
+                count = chunk.count,
+                "skipping chunk whose message start was not received",
+            );
+            return None;
+        }
+        let partial = Partial {
+            id: chunk.id.to_owned(),
+            count: chunk.count,
+            next: 0,
+            text: String::new(),
+        };
+        self.append(channel, partial, chunk.piece)
+    }
+
+    fn append(&mut self, channel: &str, mut partial: Partial, piece: &str) -> Option<String> {
+        if partial.text.len() + piece.len() > self.max_message_size {
+            tracing::warn!(
+                channel,
+                message = partial.id,
+                bytes = partial.text.len() + piece.len(),
+                max = self.max_message_size,
+                "discarding chunked message larger than the maximum message size",
+            );
+            return None;
+        }
+        partial.text.push_str(piece);
+        partial.next += 1;
+        if partial.next == partial.count {
+            return Some(partial.text);
+        }
+        self.partials.insert(channel.to_owned(), partial);
+        None
+    }
+
+    /// Notes that something other than a chunk arrived on `channel`: a
+    /// message in progress there will never be completed.
+    pub(crate) fn interrupt(&mut self, channel: &str) {
+        if let Some(partial) = self.partials.remove(channel) {
+            tracing::warn!(
+                channel,
+                message = partial.id,
+                received = partial.next,
+                count = partial.count,
+                "discarding chunked message interrupted by another notification",
+            );
+        }
+    }
+
+    /// Forgets every message in progress (their pieces cannot arrive on a
+    /// new connection); returns how many there were.
+    pub(crate) fn clear(&mut self) -> usize {
+        let dropped = self.partials.len();
+        self.partials.clear();
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_one_envelope_as_itself_and_more_as_an_array() {
+        assert_eq!(pack(&[r#"{"a":1}"#]), r#"{"a":1}"#);
+        let two = pack(&[r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert_eq!(two, r#"[{"a":1},{"b":2}]"#);
+        assert_eq!(packed_len(14, 2), two.len());
+        assert_eq!(packed_len(7, 1), 7);
+    }
+
+    #[test]
+    fn chunks_fit_and_rejoin_across_multibyte_text() {
+        let text = "a€😀日".repeat(3000);
+        let frames = chunks("id-1", &text);
+        assert!(frames.len() > 1);
+        let mut reassembler = Reassembler::new(1 << 20);
+        let mut whole = None;
+        for frame in &frames {
+            assert!(frame.len() <= MAX_NOTIFICATION_BYTES);
+            let Ok(Frame::Chunk(chunk)) = parse(frame) else {
+                panic!("not a chunk: {frame:.40}");
+            };
+            whole = reassembler.push("c", chunk);
+        }
+        assert_eq!(whole.as_deref(), Some(text.as_str()));
+    }
+
+    #[test]
+    fn a_missing_piece_discards_the_message() {
+        let frames = chunks("m", &"x".repeat(20_000));
+        assert_eq!(frames.len(), 3);
+        let mut reassembler = Reassembler::new(1 << 20);
+        let chunk = |i: usize| match parse(&frames[i]) {
+            Ok(Frame::Chunk(chunk)) => chunk,
+            other => panic!("{other:?}"),
+        };
+        assert!(reassembler.push("c", chunk(0)).is_none());
+        assert!(reassembler.push("c", chunk(2)).is_none());
+        assert!(reassembler.partials.is_empty());
+
+        assert!(reassembler.push("c", chunk(0)).is_none());
+        reassembler.interrupt("c");
+        assert!(reassembler.push("c", chunk(1)).is_none());
+        assert!(reassembler.push("c", chunk(2)).is_none());
+    }
+
+    #[test]
+    fn oversized_messages_are_dropped() {
+        let frames = chunks("m", &"x".repeat(20_000));
+        let mut reassembler = Reassembler::new(10_000);
+        let mut whole = None;
+        for frame in &frames {
+            if let Ok(Frame::Chunk(chunk)) = parse(frame) {
+                whole = reassembler.push("c", chunk);
+            }
+        }
+        assert!(whole.is_none());
+        assert!(reassembler.partials.is_empty());
+    }
+
+    #[test]
+    fn rejects_foreign_payloads() {
+        for payload in ["", "  ", "hello", "chunk", "chunk x 0/1", "chunk x 1/1\n{}"] {
+            assert!(parse(payload).is_err(), "{payload:?}");
+        }
+        for payload in [
+            "chunk  0/1\n",
+            "chunk x/y 0/1\n",
+            "chunk x 0/0\n",
+            "chunk x -1/2\n",
+        ] {
+            assert!(parse(payload).is_err(), "{payload:?}");
+        }
+        assert!(matches!(parse("{garbage"), Ok(Frame::Whole(_))));
+        assert!(decode("{garbage").is_err());
+        assert!(decode("[1,2]").is_err());
+        assert!(decode("[").is_err());
+    }
+
+    #[test]
+    fn message_ids_are_distinct_and_valid() {
+        let ids = MessageIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        let frame = chunks(&a, "{}").remove(0);
+        assert!(matches!(
+            parse(&frame),
+            Ok(Frame::Chunk(Chunk { count: 1, .. }))
+        ));
+    }
+}

@@ -1,0 +1,112 @@
+//! A Redis transport for backplane, on one server or a Redis Cluster.
+//!
+//! [`RedisBackplane`] carries the envelopes of each hub on a Redis pub/sub
+//! channel named `<prefix>:<hub>`. On one server it uses `PUBLISH` /
+//! `SUBSCRIBE`; on a Redis Cluster it uses sharded pub/sub (`SPUBLISH` /
+//! `SSUBSCRIBE`), so each hub's traffic stays on the shard that owns its
+//! channel and the load spreads over the cluster instead of being copied to
+//! every node.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use backplane_api::{Hub, Target};
+//! use backplane_redis::RedisBackplane;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> backplane_api::Result<()> {
+//! let bus = RedisBackplane::builder("redis://:secret@127.0.0.1:6379/")
+//!     .prefix("my-app")
+//!     .build()
+//!     .await?;
+//! let chat = Hub::new("chat", bus).await?;
+//! let mut ann = chat.register("conn-1".into(), Some("ann".into()))?;
+//!
+//! // Reaches "ann" on whichever instance holds her connections.
+//! chat.send(Target::user("ann"), "dm", &"hello").await?;
+//! assert_eq!(ann.recv().await.unwrap().method(), "dm");
+//!
+//! // A Redis Cluster: list some nodes, or use `redis+cluster://`.
+//! let sharded = RedisBackplane::connect(
+//!     "redis://127.0.0.1:7000/,redis://127.0.0.1:7001/",
+//! )
+//! .await?;
+//! assert!(sharded.is_cluster());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Behavior
+//!
+//! - Publishing goes over one multiplexed connection shared by every clone
+//!   (a [`redis::aio::ConnectionManager`] on one server, a cluster
+//!   connection routed by hash slot on a cluster). A publish is never
+//!   retried: after a transient error the envelope may or may not have
+//!   gone out.
+//! - Subscribing goes over a dedicated connection read continuously by a
+//!   background task. A subscribe returns once Redis has confirmed it.
+//!   Several subscriptions to one hub share one Redis subscription; the
+//!   channel is unsubscribed when the last of them is dropped. Each message
+//!   is decoded once and shared by every subscription of its hub.
+//! - When the subscriber connection is lost (a restart of the server, a
+//!   `CLIENT KILL TYPE pubsub`, a node of the cluster going away), every
+//!   affected subscription receives
+//!   [`Event::ConnectionLost`](backplane_api::Event::ConnectionLost). The
+//!   task reconnects with capped exponential backoff and jitter (see
+//!   [`RedisBackplaneBuilder::backoff`]), subscribes again to every hub that
+//!   has a live subscription at that moment, waits until Redis has confirmed
+//!   each one, and only then sends
+//!   [`Event::Resubscribed`](backplane_api::Event::Resubscribed). A loss
+//!   during the restore starts it over with the full set, so no hub is left
+//!   behind however the losses fall. Losses are logged at warn with the
+//!   `attempt` number.
+//! - On a cluster, the server drops sharded subscriptions whose hash slot
+//!   moves to another node; those hubs get the same lost / resubscribed
+//!   pair, and are subscribed again on the node that now owns the slot.
+//! - A message on a hub's channel that is not a valid envelope for that
+//!   hub (someone else publishing there) is logged at warn and skipped.
+//! - Passwords in URLs never appear in logs, `Debug` output or errors:
+//!   only host and port are shown.
+//!
+//! # Features
+//!
+//! - One server, reached by URL or by a ready [`redis::Client`]
+//!   ([`RedisBackplane::from_client`]).
+//! - Redis Cluster with sharded pub/sub, selected by listing several node
+//!   URLs separated by commas, by the `redis+cluster://` scheme, or by
+//!   [`RedisBackplane::cluster`]. Needs Redis 7 or later; the subscriber
+//!   connection speaks RESP3.
+//!
+//! # Limitations
+//!
+//! - Delivery is at most once. Redis pub/sub keeps nothing: messages
+//!   published while an instance's subscriber connection is down never
+//!   reach it. The gap is reported, not filled.
+//! - Envelopes encoding to more than the maximum message size (1 MiB by
+//!   default, see [`RedisBackplaneBuilder::max_message_size`]) are refused
+//!   with [`BackplaneError::PayloadTooLarge`](backplane_api::BackplaneError::PayloadTooLarge);
+//!   nothing is chunked.
+//! - A subscribe made while the subscriber connection is down fails with
+//!   [`BackplaneError::NotConnected`](backplane_api::BackplaneError::NotConnected)
+//!   instead of waiting for the connection to come back.
+//! - A half-open TCP connection (a peer that vanished without closing it)
+//!   is only noticed when the operating system gives up on it; there is no
+//!   periodic health check of the subscriber connection yet.
+//! - A subscriber that reads more slowly than its hub receives misses
+//!   envelopes beyond
+//!   [`DEFAULT_SUBSCRIPTION_CAPACITY`](backplane_api::DEFAULT_SUBSCRIPTION_CAPACITY)
+//!   and is told with [`Event::Lagged`](backplane_api::Event::Lagged);
+//!   Redis itself may also disconnect a subscriber that falls far behind
+//!   (its `client-output-buffer-limit`), which then shows as a lost
+//!   connection.
+
+mod backplane;
+mod config;
+mod link;
+mod worker;
+
+pub use backplane::RedisBackplane;
+pub use config::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PREFIX,
+    RedisBackplaneBuilder,
+};
