@@ -48,12 +48,12 @@ fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
         Just(Target::All),
         connections().prop_map(Target::all_except),
-        text().prop_map(|id| Target::connection(id)),
+        text().prop_map(Target::connection),
         connections().prop_map(Target::connections),
         group().prop_map(Target::group),
         (group(), connections()).prop_map(|(g, c)| Target::group_except(g, c)),
         prop::collection::vec(group(), 0..5).prop_map(Target::groups),
-        text().prop_map(|id| Target::user(id)),
+        text().prop_map(Target::user),
         prop::collection::vec(text().prop_map(UserId::from), 0..5).prop_map(Target::users),
     ]
 }

@@ -409,7 +409,9 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
 async fn closing_the_hub_ends_every_connection_queue() {
     let mut cluster = Cluster::new().await;
     let hub = cluster.hub("a").clone();
-    hub.send(Target::connection("a1"), "last", &()).await.unwrap();
+    hub.send(Target::connection("a1"), "last", &())
+        .await
+        .unwrap();
     hub.close();
     assert_eq!(hub.connection_count(), 0);
 

@@ -38,9 +38,9 @@
 //! - The bus lives and dies with the process; it never loses its
 //!   connection, so it never reports a gap.
 //! - A subscriber that falls more than
-//!   [`DEFAULT_SUBSCRIPTION_CAPACITY`](backplane_api::DEFAULT_SUBSCRIPTION_CAPACITY)
+//!   [`DEFAULT_SUBSCRIPTION_CAPACITY`]
 //!   envelopes behind misses the excess and is told with
-//!   [`Event::Lagged`](backplane_api::Event::Lagged).
+//!   [`Event::Lagged`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -65,7 +65,7 @@ impl PostgresBackplane {
     }
 
     /// Starts building a backplane from a `tokio_postgres` configuration.
-    pub fn builder_with_config(config: tokio_postgres::Config) -> PostgresBackplaneBuilder {
+    pub fn from_config(config: tokio_postgres::Config) -> PostgresBackplaneBuilder {
         PostgresBackplaneBuilder::new(config)
     }
 

@@ -103,7 +103,7 @@ impl fmt::Debug for Settings {
 /// Builds a [`PostgresBackplane`] with non-default settings.
 ///
 /// Start from [`PostgresBackplane::builder`] (a connection string) or
-/// [`PostgresBackplane::builder_with_config`]. Its `Debug` output never
+/// [`PostgresBackplane::from_config`]. Its `Debug` output never
 /// shows the password.
 ///
 /// ```no_run

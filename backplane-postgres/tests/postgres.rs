@@ -581,7 +581,7 @@ async fn health_check_catches_a_silent_connection() {
     let proxy = TcpProxy::start(upstream).await.unwrap();
 
     let prefix = unique("stall");
-    let listener = PostgresBackplane::builder_with_config(config_via(proxy.addr().port()))
+    let listener = PostgresBackplane::from_config(config_via(proxy.addr().port()))
         .channel_prefix(&prefix)
         .health_check_interval(Duration::from_millis(300))
         .query_timeout(Duration::from_secs(1))
@@ -720,7 +720,7 @@ async fn passwords_never_show() {
     // A wrong password: the error says what failed, not with what.
     let mut wrong = real.clone();
     wrong.password("wr0ng-pa55word-xyz");
-    let error = PostgresBackplane::builder_with_config(wrong.clone())
+    let error = PostgresBackplane::from_config(wrong.clone())
         .build()
         .await
         .unwrap_err();
@@ -735,7 +735,7 @@ async fn passwords_never_show() {
     assert!(!shown.contains("wr0ng-pa55word-xyz"), "{shown}");
     assert!(!shown.contains(&real_password), "{shown}");
 
-    let builder = PostgresBackplane::builder_with_config(wrong);
+    let builder = PostgresBackplane::from_config(wrong);
     let shown = format!("{builder:?}");
     assert!(!shown.contains("wr0ng-pa55word-xyz"), "{shown}");
 

@@ -86,7 +86,7 @@ impl RedisBackplane {
     }
 
     /// The channel that carries hub `hub`: `<prefix>:<hub>`.
-    pub fn channel(&self, hub: &str) -> String {
+    pub fn channel_name(&self, hub: &str) -> String {
         self.inner.config.channel(hub)
     }
 
@@ -162,7 +162,7 @@ impl Publisher for RedisBackplane {
             });
         }
 
-        let channel = self.channel(&envelope.hub);
+        let channel = self.channel_name(&envelope.hub);
         let result: Result<i64, RedisError> = match &self.inner.publisher {
             Publish::Standalone(manager) => {
                 let mut manager = manager.clone();

@@ -8,7 +8,7 @@ use redis::{ConnectionInfo, IntoConnectionInfo};
 
 use crate::RedisBackplane;
 
-/// The channel prefix used unless [`RedisBackplaneBuilder::prefix`] sets
+/// The channel prefix used unless [`RedisBackplaneBuilder::channel_prefix`] sets
 /// another: hub `chat` is carried on channel `backplane:chat`.
 pub const DEFAULT_PREFIX: &str = "backplane";
 
@@ -142,7 +142,7 @@ impl RedisBackplaneBuilder {
     /// carried on channel `<prefix>:h`. Every instance of one application
     /// must use the same prefix; applications sharing one Redis keep apart
     /// by using different ones.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn channel_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.prefix = prefix.into();
         self
     }
@@ -161,7 +161,7 @@ impl RedisBackplaneBuilder {
     /// long, never more than `max` (defaults [`DEFAULT_BACKOFF_MIN`] and
     /// [`DEFAULT_BACKOFF_MAX`]). Each delay gets random jitter so that
     /// many instances do not reconnect in lockstep.
-    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.config.backoff_min = min;
         self.config.backoff_max = max.max(min);
         self

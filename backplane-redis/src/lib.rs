@@ -16,7 +16,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> backplane_api::Result<()> {
 //! let bus = RedisBackplane::builder("redis://:secret@127.0.0.1:6379/")
-//!     .prefix("my-app")
+//!     .channel_prefix("my-app")
 //!     .build()
 //!     .await?;
 //! let chat = Hub::new("chat", bus).await?;
@@ -53,7 +53,7 @@
 //!   affected subscription receives
 //!   [`Event::ConnectionLost`](backplane_api::Event::ConnectionLost). The
 //!   task reconnects with capped exponential backoff and jitter (see
-//!   [`RedisBackplaneBuilder::backoff`]), subscribes again to every hub that
+//!   [`RedisBackplaneBuilder::reconnect_backoff`]), subscribes again to every hub that
 //!   has a live subscription at that moment, waits until Redis has confirmed
 //!   each one, and only then sends
 //!   [`Event::Resubscribed`](backplane_api::Event::Resubscribed). A loss

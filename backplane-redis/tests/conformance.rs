@@ -51,7 +51,7 @@ impl TransportFactory for Redis {
             }
         };
         let backplane = builder
-            .prefix(&self.prefix)
+            .channel_prefix(&self.prefix)
             .max_message_size(MAX_MESSAGE_SIZE)
             .build()
             .await?;

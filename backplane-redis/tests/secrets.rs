@@ -85,7 +85,7 @@ async fn password_stays_out_of_logs_debug_and_errors() {
     let prefix = common::prefix();
 
     // Debug of the builder and of the transport.
-    let builder = RedisBackplane::builder(&url).prefix(&prefix);
+    let builder = RedisBackplane::builder(&url).channel_prefix(&prefix);
     let debug = format!("{builder:?}");
     assert!(!debug.contains(&password), "{debug}");
     let bus = builder.build().await.unwrap();

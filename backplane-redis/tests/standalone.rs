@@ -34,7 +34,7 @@ async fn from_client() {
     let prefix = common::prefix();
     let client = redis::Client::open(common::redis_url()).unwrap();
     let bus = backplane_redis::RedisBackplane::from_client(client)
-        .prefix(&prefix)
+        .channel_prefix(&prefix)
         .build()
         .await
         .unwrap();

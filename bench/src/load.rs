@@ -232,6 +232,8 @@ async fn pump(
     duration: Duration,
 ) -> Result<u64> {
     let deadline = tokio::time::Instant::now() + duration;
+    let time_up = tokio::time::sleep_until(deadline);
+    tokio::pin!(time_up);
     let mut in_flight = FuturesUnordered::new();
     let mut sent = 0u64;
     let mut open = true;
@@ -252,7 +254,7 @@ async fn pump(
         tokio::select! {
             Some(result) = in_flight.next() => result?,
             () = sink.wait_for(caught_up), if behind => {}
-            () = tokio::time::sleep_until(deadline), if open => {}
+            () = &mut time_up, if open => {}
         }
     }
 }

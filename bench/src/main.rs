@@ -3,7 +3,7 @@
 //! shared machine, ratios measured minutes apart much less.
 //!
 //! ```text
-//! backplane-bench [--json FILE] [--quick]
+//! backplane-bench [--json FILE] [--quick] [--only TEXT]
 //! ```
 //!
 //! - **Throughput**: messages per second delivered at the receiving side
@@ -21,7 +21,8 @@
 //! `BACKPLANE_REDIS_URL` (`scripts/bench` starts both); the rows of a bus
 //! whose URL is unset are skipped. URLs are never printed. Targets are
 //! reported in the table, never asserted. `--quick` shortens every window
-//! (a smoke test; its numbers mean little).
+//! (a smoke test; its numbers mean little); `--only TEXT` runs only the
+//! measurements whose label contains `TEXT` (to profile one of them).
 
 mod fanout;
 mod load;
@@ -55,7 +56,7 @@ const FAN_OUT_ROUNDS: usize = 20;
 const GROUP_HUB_SIZES: [usize; 2] = [1_000, 100_000];
 const GROUP_ROUNDS: usize = 40;
 
-const USAGE: &str = "usage: backplane-bench [--json FILE] [--quick]";
+const USAGE: &str = "usage: backplane-bench [--json FILE] [--quick] [--only TEXT]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -66,7 +67,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut bench = Bench::new(options.settings());
+    let mut bench = Bench::new(options.settings(), options.only.clone());
 
     bench.memory().await;
     match std::env::var("BACKPLANE_POSTGRES_URL") {
@@ -97,6 +98,7 @@ async fn main() -> ExitCode {
 struct Options {
     json: Option<PathBuf>,
     quick: bool,
+    only: Option<String>,
 }
 
 impl Options {
@@ -104,6 +106,7 @@ impl Options {
         let mut options = Self {
             json: None,
             quick: false,
+            only: None,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -112,6 +115,7 @@ impl Options {
                     options.json = Some(path.into());
                 }
                 "--quick" => options.quick = true,
+                "--only" => options.only = Some(args.next().ok_or("--only needs a text")?),
                 "-h" | "--help" => return Err("measures every backplane transport".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -141,15 +145,17 @@ impl Options {
 /// The run: its settings, the rows measured so far and what went wrong.
 struct Bench {
     settings: Settings,
+    only: Option<String>,
     rows: Vec<Row>,
     notes: Vec<String>,
     failed: bool,
 }
 
 impl Bench {
-    fn new(settings: Settings) -> Self {
+    fn new(settings: Settings, only: Option<String>) -> Self {
         Self {
             settings,
+            only,
             rows: Vec::new(),
             notes: Vec::new(),
             failed: false,
@@ -208,14 +214,16 @@ impl Bench {
             .await;
         if let Some(run) = self.throughput(&label, LARGE, backplane).await {
             let rate = run.rate();
-            self.rows.push(Row::single(&label, rate, "msg/s"));
+            let name = format!("{label} throughput");
+            self.rows.push(Row::single(name, rate, "msg/s"));
+            let name = format!("{label} bandwidth");
             let bandwidth = rate * LARGE as f64 / 1e6;
             let row = match baseline {
                 Some(raw) => {
                     let raw_bandwidth = raw.rate() * LARGEST_NOTIFICATION as f64 / 1e6;
-                    Row::compared(&label, bandwidth, raw_bandwidth, "MB/s", Goal::None)
+                    Row::compared(name, bandwidth, raw_bandwidth, "MB/s", Goal::None)
                 }
-                None => Row::single(&label, bandwidth, "MB/s"),
+                None => Row::single(name, bandwidth, "MB/s"),
             };
             self.rows.push(row);
         }
@@ -244,16 +252,27 @@ impl Bench {
             "fan-out to {} connections",
             report::number(FAN_OUT_CONNECTIONS as f64)
         );
-        progress(&label);
+        if self.selected(&label) {
+            self.fan_out(&label).await;
+        }
+        let label = "group sends";
+        if self.selected(label) {
+            self.group_sends(label).await;
+        }
+    }
+
+    async fn fan_out(&mut self, label: &str) {
+        progress(label);
         match fanout::fan_out(FAN_OUT_CONNECTIONS, FAN_OUT_ROUNDS).await {
             Ok(rate) => {
-                let row = Row::single(&label, rate, "deliveries/s");
+                let row = Row::single(label, rate, "deliveries/s");
                 self.rows.push(row.goal(Goal::AtLeast(5_000_000.0)));
             }
-            Err(error) => self.fail(&label, error),
+            Err(error) => self.fail(label, error),
         }
+    }
 
-        let label = "group sends";
+    async fn group_sends(&mut self, label: &str) {
         progress(label);
         match fanout::group_send_cost(&GROUP_HUB_SIZES, GROUP_ROUNDS).await {
             Ok(costs) => {
@@ -284,6 +303,9 @@ impl Bench {
         Fut: Future<Output = Result<P>>,
     {
         let label = format!("{label} throughput");
+        if !self.selected(&label) {
+            return None;
+        }
         progress(&label);
         let sink = Sink::new();
         let run = async {
@@ -310,6 +332,9 @@ impl Bench {
         Fut: Future<Output = Result<P>>,
     {
         let label = format!("{label} latency");
+        if !self.selected(&label) {
+            return None;
+        }
         progress(&label);
         let sink = Sink::new();
         let run = async {
@@ -359,6 +384,13 @@ impl Bench {
             };
             self.rows.push(row);
         }
+    }
+
+    /// Whether `--only` lets the measurement named `label` run.
+    fn selected(&self, label: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| label.contains(only.as_str()))
     }
 
     fn check_delivered(&mut self, label: &str, sent: u64, delivered: u64) {

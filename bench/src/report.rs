@@ -143,7 +143,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
 /// Formats a number for people: thousands separated, a few significant
 /// digits for small values.
 pub(crate) fn number(value: f64) -> String {
-    if value.abs() >= 1000.0 {
+    if value.abs().round() >= 1000.0 {
         let digits = format!("{:.0}", value.abs());
         let mut grouped = String::new();
         for (i, digit) in digits.chars().enumerate() {

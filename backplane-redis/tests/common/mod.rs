@@ -47,8 +47,8 @@ pub fn prefix() -> String {
 /// Builds a transport with a short backoff, so tests recover quickly.
 pub async fn backplane(url: &str, prefix: &str) -> RedisBackplane {
     RedisBackplane::builder(url)
-        .prefix(prefix)
-        .backoff(Duration::from_millis(50), Duration::from_secs(1))
+        .channel_prefix(prefix)
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(1))
         .build()
         .await
         .expect("connect to redis")

@@ -46,7 +46,7 @@ pub async fn hub_round_trip(server: Server) {
 pub async fn oversized(server: Server) {
     let prefix = prefix();
     let bus = RedisBackplane::builder(&server.url())
-        .prefix(&prefix)
+        .channel_prefix(&prefix)
         .max_message_size(1000)
         .build()
         .await
@@ -129,7 +129,7 @@ pub async fn garbage_is_skipped(server: Server) {
     let prefix = prefix();
     let bus = backplane(&server.url(), &prefix).await;
     let mut subscription = bus.subscribe("h").await.unwrap();
-    let channel = bus.channel("h");
+    let channel = bus.channel_name("h");
     assert_eq!(channel, format!("{prefix}:h"));
 
     server.publish_raw(&channel, b"not an envelope").await;
