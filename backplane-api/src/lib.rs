@@ -83,8 +83,3 @@ pub use transport::{
     DEFAULT_SUBSCRIPTION_CAPACITY, Event, EventSender, Publisher, Subscriber, Subscription,
     Transport, subscription,
 };
-
-// Compiles and runs the example in README.md as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExample;

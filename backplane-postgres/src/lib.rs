@@ -50,9 +50,15 @@
 //! - **Publishing.** A publish is `SELECT pg_notify($1, $2)` with both
 //!   values bound, on a publishing connection that a background task opens
 //!   on first use. Concurrent publishes are pipelined on it (up to eight
-//!   round trips in flight); envelopes that queue up behind them are packed
-//!   into shared notifications of up to 7999 bytes. A lone publish is sent
-//!   at once. Each call still gets its own result.
+//!   round trips in flight). Envelopes that queue up behind them are packed
+//!   into as few notifications of up to 7999 bytes as they fit, in publish
+//!   order, and one round trip sends several such notifications (up to
+//!   about 64 KiB), on any mix of channels, in one statement, hence one
+//!   transaction: they are delivered together and in order. PostgreSQL
+//!   folds identical notifications of one transaction into one, so a
+//!   notification identical to one already in the statement (the same
+//!   envelope published twice) waits for the next round trip instead. A
+//!   lone publish is sent at once. Each call still gets its own result.
 //! - **Size.** PostgreSQL refuses a payload of 8000 bytes or more. An
 //!   envelope that encodes to 7999 bytes or less is one notification; a
 //!   larger one is split, on character boundaries, into chunks sent by one
@@ -134,3 +140,9 @@ pub use config::{
     DEFAULT_APPLICATION_NAME, DEFAULT_CHANNEL_PREFIX, DEFAULT_MAX_MESSAGE_SIZE,
     PostgresBackplaneBuilder,
 };
+
+// Compiles the examples in the workspace README.md (and runs the ones that
+// need no server) as doctests; this crate sees every type they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
