@@ -1,7 +1,7 @@
 //! The hub: local connections, groups, and sends across instances.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::task::{Context, Poll};
 
@@ -94,6 +94,7 @@ struct Shared {
     server_id: ServerId,
     index: RwLock<Index>,
     stats: Counters,
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -105,6 +106,13 @@ impl Shared {
 
     fn write(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BackplaneError::Closed);
+        }
+        Ok(())
     }
 
     fn deliver(&self, target: &Target, message: &Arc<Message>) {
@@ -169,6 +177,7 @@ impl<T: Transport + 'static> HubBuilder<T> {
             server_id: self.server_id.unwrap_or_else(ServerId::random),
             index: RwLock::new(Index::default()),
             stats: Counters::default(),
+            closed: AtomicBool::new(false),
         });
         let receive_loop = tokio::spawn(receive_loop(shared.clone(), subscription));
         tracing::debug!(
@@ -237,9 +246,11 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// Returns [`BackplaneError::DuplicateConnection`] if `id` is already
-    /// registered with this hub.
+    /// registered with this hub, [`BackplaneError::Closed`] if the hub was
+    /// closed.
     pub fn register(&self, id: ConnectionId, user: Option<UserId>) -> Result<Connection> {
         let shared = &self.inner.shared;
+        shared.check_open()?;
         let (sender, receiver) = mpsc::channel(self.inner.queue_capacity);
         let slot = Arc::new(Slot::new(id.clone(), sender));
         if !shared.write().insert(slot.clone(), user.clone()) {
@@ -298,7 +309,8 @@ impl<T: Transport + 'static> Hub<T> {
     ///
     /// # Errors
     ///
-    /// Only for a connection held elsewhere: the transport's publish error.
+    /// [`BackplaneError::Closed`] if the hub was closed; only for a
+    /// connection held elsewhere, the transport's publish error.
     ///
     /// # Cancel safety
     ///
@@ -309,6 +321,7 @@ impl<T: Transport + 'static> Hub<T> {
         connection: &ConnectionId,
         group: impl Into<GroupName>,
     ) -> Result<()> {
+        self.inner.shared.check_open()?;
         let group = group.into();
         let local = self.inner.shared.write().join(connection, &group);
         match local {
@@ -328,7 +341,8 @@ impl<T: Transport + 'static> Hub<T> {
     ///
     /// # Errors
     ///
-    /// Only for a connection held elsewhere: the transport's publish error.
+    /// [`BackplaneError::Closed`] if the hub was closed; only for a
+    /// connection held elsewhere, the transport's publish error.
     ///
     /// # Cancel safety
     ///
@@ -338,6 +352,7 @@ impl<T: Transport + 'static> Hub<T> {
         connection: &ConnectionId,
         group: impl Into<GroupName>,
     ) -> Result<()> {
+        self.inner.shared.check_open()?;
         let group = group.into();
         let local = self.inner.shared.write().leave(connection, &group);
         match local {
@@ -361,8 +376,9 @@ impl<T: Transport + 'static> Hub<T> {
     ///
     /// # Errors
     ///
-    /// [`BackplaneError::Encode`] if `args` cannot be serialized, or the
-    /// transport's publish error ([`BackplaneError::PayloadTooLarge`],
+    /// [`BackplaneError::Encode`] if `args` cannot be serialized,
+    /// [`BackplaneError::Closed`] if the hub was closed, or the transport's
+    /// publish error ([`BackplaneError::PayloadTooLarge`],
     /// [`BackplaneError::NotConnected`], ...). On error no connection, local
     /// or remote, received the message from this call, except that after a
     /// transient transport error the bus may have carried it.
@@ -390,6 +406,7 @@ impl<T: Transport + 'static> Hub<T> {
     /// Not cancel safe.
     pub async fn send_message(&self, target: Target, message: Arc<Message>) -> Result<()> {
         let shared = &self.inner.shared;
+        shared.check_open()?;
         let local_only = match &target {
             Target::Connection { id } => shared.read().contains(id),
             Target::Connections { ids } => {
@@ -449,6 +466,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_all<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<()> {
         self.send(Target::All, method, args).await
     }
@@ -458,6 +479,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_all_except<A: Serialize + ?Sized>(
         &self,
         except: impl IntoIterator<Item = ConnectionId>,
@@ -472,6 +497,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_connection<A: Serialize + ?Sized>(
         &self,
         id: impl Into<ConnectionId>,
@@ -486,6 +515,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_connections<A: Serialize + ?Sized>(
         &self,
         ids: impl IntoIterator<Item = ConnectionId>,
@@ -500,6 +533,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_group<A: Serialize + ?Sized>(
         &self,
         group: impl Into<GroupName>,
@@ -514,6 +551,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_group_except<A: Serialize + ?Sized>(
         &self,
         group: impl Into<GroupName>,
@@ -531,6 +572,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_groups<A: Serialize + ?Sized>(
         &self,
         groups: impl IntoIterator<Item = GroupName>,
@@ -546,6 +591,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_user<A: Serialize + ?Sized>(
         &self,
         user: impl Into<UserId>,
@@ -561,6 +610,10 @@ impl<T: Transport + 'static> Hub<T> {
     /// # Errors
     ///
     /// As [`Hub::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`Hub::send`].
     pub async fn send_to_users<A: Serialize + ?Sized>(
         &self,
         users: impl IntoIterator<Item = UserId>,
@@ -576,9 +629,11 @@ impl<T: Transport + 'static> Hub<T> {
     }
 
     /// Stops the receive loop and unregisters every connection (their
-    /// [`Connection`]s yield `None` once drained). Other clones of this hub
-    /// stop working: their sends still publish but nothing is received.
+    /// [`Connection`]s yield `None` once drained). Afterwards this hub and
+    /// its clones refuse registrations, group changes and sends with
+    /// [`BackplaneError::Closed`]. Closing twice changes nothing.
     pub fn close(&self) {
+        self.inner.shared.closed.store(true, Ordering::Release);
         self.inner.receive_loop.abort();
         let shared = &self.inner.shared;
         let mut index = shared.write();

@@ -7,7 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -30,11 +31,34 @@ pub(crate) struct QueueStats {
     dropped: AtomicU64,
     // Set while the queue is full, so that a burst of drops logs once.
     lagging: AtomicBool,
+    // When the last warning was logged, in milliseconds since `EPOCH` plus
+    // one (zero: never), so that a reader that keeps falling behind and
+    // catching up warns at most once per `WARN_INTERVAL`.
+    warned_at: AtomicU64,
 }
+
+/// The shortest time between two queue-full warnings for one connection.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The reference point of `QueueStats::warned_at`.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 impl QueueStats {
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new burst of drops should be logged now; if so, records
+    /// that it was.
+    fn should_warn(&self) -> bool {
+        let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if last != 0 && now - last < WARN_INTERVAL.as_millis() as u64 {
+            return false;
+        }
+        self.warned_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -286,7 +310,7 @@ impl Outbox<'_> {
                 let queue = &slot.queue;
                 if queue.lagging.load(Ordering::Relaxed) {
                     queue.lagging.store(false, Ordering::Relaxed);
-                    tracing::info!(
+                    tracing::debug!(
                         hub = self.hub,
                         connection = %slot.id,
                         dropped_total = queue.dropped(),
@@ -298,12 +322,13 @@ impl Outbox<'_> {
                 self.done.dropped += 1;
                 let queue = &slot.queue;
                 let dropped_total = queue.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if !queue.lagging.swap(true, Ordering::Relaxed) {
+                if !queue.lagging.swap(true, Ordering::Relaxed) && queue.should_warn() {
                     tracing::warn!(
                         hub = self.hub,
                         connection = %slot.id,
                         dropped_total,
-                        "connection queue full; dropping messages for this connection",
+                        "connection queue full; dropping messages for it \
+                         (further drops within 10 s are counted, not logged)",
                     );
                 }
             }

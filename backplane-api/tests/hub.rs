@@ -422,4 +422,16 @@ async fn closing_the_hub_ends_every_connection_queue() {
     assert!(timeout(WAIT, a1.recv()).await.unwrap().is_none());
     let a2 = cluster.connections.get_mut("a2").unwrap();
     assert!(timeout(WAIT, a2.recv()).await.unwrap().is_none());
+
+    // A closed hub refuses what it could no longer honour.
+    let closed = |result: backplane_api::Result<()>| {
+        matches!(result, Err(backplane_api::BackplaneError::Closed))
+    };
+    assert!(matches!(
+        hub.register("late".into(), None),
+        Err(backplane_api::BackplaneError::Closed)
+    ));
+    assert!(closed(hub.send(Target::All, "late", &()).await));
+    assert!(closed(hub.add_to_group(&"b1".into(), "red").await));
+    hub.close();
 }

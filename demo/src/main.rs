@@ -75,7 +75,10 @@
 //! `broadcast`; `sent_via` names the instance its sender is connected to
 //! and `delivered_by` the instance that wrote this frame. A sender
 //! receives its own room, direct and broadcast messages like every other
-//! recipient; that copy is the acknowledgement.
+//! recipient. That copy shows the message went out, but its absence proves
+//! nothing: a sender that writes faster than it reads fills its own queue
+//! and misses copies like any slow reader (see Limitations); an error
+//! frame is the only sign that a message was refused.
 //!
 //! Malformed JSON, unknown types or fields, binary frames, text frames over
 //! 64 KiB, invalid names and messages the backplane refuses (too large,
@@ -91,7 +94,8 @@
 //!   same user and both receive its direct messages. A direct message to a
 //!   name nobody uses is delivered to nobody, without an error.
 //! - Delivery is at most once, like the backplane's: a browser whose queue
-//!   is full, or an instance cut off from the bus, misses messages.
+//!   (256 messages) is full, or an instance cut off from the bus, misses
+//!   messages, without an error frame; the instance logs it at warn.
 
 mod backend;
 mod protocol;
