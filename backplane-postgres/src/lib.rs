@@ -52,8 +52,9 @@
 //!   on first use. Concurrent publishes are pipelined on it (up to eight
 //!   round trips in flight). Envelopes that queue up behind them are packed
 //!   into as few notifications of up to 7999 bytes as they fit, in publish
-//!   order, and one round trip sends several such notifications (up to
-//!   about 64 KiB), on any mix of channels, in one statement, hence one
+//!   order, and one round trip sends several such notifications (the
+//!   queue shared among the free places in the pipeline, up to about 64 KiB
+//!   each), on any mix of channels, in one statement, hence one
 //!   transaction: they are delivered together and in order. PostgreSQL
 //!   folds identical notifications of one transaction into one, so a
 //!   notification identical to one already in the statement (the same

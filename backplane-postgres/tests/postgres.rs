@@ -411,6 +411,28 @@ async fn concurrent_publishes_all_arrive_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_queued_publishes_are_never_folded() {
+    init_logs();
+    let prefix = unique("fold");
+    let (sender, receiver) = (instance(&prefix).await, instance(&prefix).await);
+    let mut subscription = receiver.subscribe("fold").await.unwrap();
+
+    // Too large for two to share a notification, so each copy is the same
+    // notification: queued together they must not share a transaction, or
+    // PostgreSQL would deliver them once.
+    let big = Arc::new(envelope_of_size("fold", "x", 5000));
+    let small = Arc::new(envelope("fold", &serde_json::json!("small")));
+    let order = [&big, &big, &small, &small, &big, &big, &big];
+    let results =
+        futures_util::future::join_all(order.iter().map(|e| sender.publish(Arc::clone(e)))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for (i, sent) in order.iter().enumerate() {
+        let received = next_envelope(&mut subscription).await;
+        assert_eq!(received, **sent, "envelope {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribing_after_the_last_subscription_ended_works() {
     init_logs();
     let prefix = unique("again");

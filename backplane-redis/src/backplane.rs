@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, RedisBackplaneBuilder, Server};
 use crate::link::{COMMAND_TIMEOUT, Link};
+use crate::publisher;
 use crate::worker::{Command, Worker};
 
 /// A Redis transport; clones are cheap and share the connections.
@@ -33,13 +34,15 @@ pub struct RedisBackplane {
 struct Inner {
     config: Arc<Config>,
     addresses: Vec<String>,
-    publisher: Publish,
+    cluster: bool,
+    publisher: mpsc::UnboundedSender<publisher::Request>,
     commands: mpsc::UnboundedSender<Command>,
     next_subscription: AtomicU64,
 }
 
 /// The publishing connection.
-enum Publish {
+#[derive(Clone)]
+pub(crate) enum Publish {
     /// `PUBLISH` over a multiplexed connection that reconnects on its own.
     Standalone(ConnectionManager),
     /// `SPUBLISH` over a cluster connection, routed by hash slot.
@@ -92,7 +95,7 @@ impl RedisBackplane {
 
     /// Whether this transport uses Redis Cluster (sharded pub/sub).
     pub fn is_cluster(&self) -> bool {
-        matches!(self.inner.publisher, Publish::Cluster(_))
+        self.inner.cluster
     }
 
     pub(crate) async fn connect_with(server: Server, config: Config) -> Result<Self> {
@@ -122,6 +125,9 @@ impl RedisBackplane {
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::unbounded_channel();
         tokio::spawn(Worker::new(link, config.clone(), receiver).run());
+        let cluster = matches!(publisher, Publish::Cluster(_));
+        let (requests, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(publisher::run(publisher, config.max_message_size, receiver));
         tracing::debug!(
             addresses = ?addresses,
             prefix = %config.prefix,
@@ -131,7 +137,8 @@ impl RedisBackplane {
             inner: Arc::new(Inner {
                 config,
                 addresses,
-                publisher,
+                cluster,
+                publisher: requests,
                 commands,
                 next_subscription: AtomicU64::new(0),
             }),
@@ -162,38 +169,17 @@ impl Publisher for RedisBackplane {
             });
         }
 
-        let channel = self.channel_name(&envelope.hub);
-        let result: Result<i64, RedisError> = match &self.inner.publisher {
-            Publish::Standalone(manager) => {
-                let mut manager = manager.clone();
-                redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(payload.as_bytes())
-                    .query_async(&mut manager)
-                    .await
-            }
-            Publish::Cluster(connection) => {
-                let mut connection = connection.clone();
-                redis::cmd("SPUBLISH")
-                    .arg(&channel)
-                    .arg(payload.as_bytes())
-                    .query_async(&mut connection)
-                    .await
-            }
+        let (reply, done) = oneshot::channel();
+        let request = publisher::Request {
+            channel: self.channel_name(&envelope.hub),
+            payload,
+            reply,
         };
-        match result {
-            Ok(_) => {
-                tracing::trace!(hub = %envelope.hub, bytes = payload.len(), "published");
-                Ok(())
-            }
-            Err(error) if is_transient(&error) => {
-                Err(BackplaneError::transient("redis publish failed", error))
-            }
-            Err(error) => Err(BackplaneError::transport(
-                "redis refused the publish",
-                error,
-            )),
-        }
+        self.inner
+            .publisher
+            .send(request)
+            .map_err(|_| BackplaneError::Closed)?;
+        done.await.map_err(|_| BackplaneError::Closed)?
     }
 }
 
@@ -255,7 +241,7 @@ async fn cluster_publisher(nodes: Vec<ConnectionInfo>) -> redis::RedisResult<Clu
 
 /// Whether a later retry may succeed: the connection, not the request,
 /// failed.
-fn is_transient(error: &RedisError) -> bool {
+pub(crate) fn is_transient(error: &RedisError) -> bool {
     error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()

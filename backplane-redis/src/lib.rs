@@ -40,9 +40,14 @@
 //!
 //! - Publishing goes over one multiplexed connection shared by every clone
 //!   (a [`redis::aio::ConnectionManager`] on one server, a cluster
-//!   connection routed by hash slot on a cluster). A publish is never
-//!   retried: after a transient error the envelope may or may not have
-//!   gone out.
+//!   connection routed by hash slot on a cluster), driven by a background
+//!   task that keeps up to four `PUBLISH` (`SPUBLISH`) round trips in
+//!   flight. A lone publish is sent at once; envelopes that queue up
+//!   behind round trips in flight are packed, in publish order, into one
+//!   message per channel (so one hash slot on a cluster) of up to the
+//!   maximum message size. Each call still gets its own result. A publish
+//!   is never retried: after a transient error the envelope may or may not
+//!   have gone out.
 //! - Subscribing goes over a dedicated connection read continuously by a
 //!   background task. A subscribe returns once Redis has confirmed it.
 //!   Several subscriptions to one hub share one Redis subscription; the
@@ -67,6 +72,21 @@
 //!   hub (someone else publishing there) is logged at warn and skipped.
 //! - Passwords in URLs never appear in logs, `Debug` output or errors:
 //!   only host and port are shown.
+//!
+//! ## Message format
+//!
+//! Each message on a hub's channel takes one of two forms, told apart by
+//! its first character:
+//!
+//! ```text
+//! {"v":1,"hub":"chat",...}       one envelope, as codec::encode writes it
+//! [{"v":1,...},{"v":1,...}]       a batch of envelopes, in publish order
+//! ```
+//!
+//! A lone envelope is always sent in the first form, so another program
+//! can publish to a hub with `PUBLISH backplane:chat '<envelope JSON>'`.
+//! Receivers read both forms; a batch with an envelope they cannot decode
+//! is skipped whole.
 //!
 //! # Features
 //!
@@ -103,6 +123,7 @@
 mod backplane;
 mod config;
 mod link;
+mod publisher;
 mod worker;
 
 pub use backplane::RedisBackplane;

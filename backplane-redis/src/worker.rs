@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use backplane_api::{BackplaneError, Event, EventSender, Result, codec};
+use backplane_api::{BackplaneError, Event, EventSender, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::Config;
 use crate::link::{COMMAND_TIMEOUT, Incoming, Link};
+use crate::publisher;
 
 /// A request from a [`RedisBackplane`](crate::RedisBackplane) handle or a
 /// subscription guard.
@@ -195,17 +196,8 @@ impl Worker {
             return;
         };
 
-        let envelope = match codec::decode(payload) {
-            Ok(envelope) if envelope.hub == hub => Arc::new(envelope),
-            Ok(envelope) => {
-                tracing::warn!(
-                    hub,
-                    channel = %channel,
-                    envelope_hub = %envelope.hub,
-                    "envelope for another hub skipped",
-                );
-                return;
-            }
+        let envelopes = match publisher::decode(payload) {
+            Ok(envelopes) => envelopes,
             Err(error) => {
                 tracing::warn!(
                     hub,
@@ -217,9 +209,21 @@ impl Worker {
                 return;
             }
         };
-        state
-            .senders
-            .retain(|(_, sender)| sender.send(Event::Envelope(envelope.clone())));
+        for envelope in envelopes {
+            if envelope.hub != hub {
+                tracing::warn!(
+                    hub,
+                    channel = %channel,
+                    envelope_hub = %envelope.hub,
+                    "envelope for another hub skipped",
+                );
+                continue;
+            }
+            let envelope = Arc::new(envelope);
+            state
+                .senders
+                .retain(|(_, sender)| sender.send(Event::Envelope(envelope.clone())));
+        }
     }
 
     /// Reports a loss to the affected subscriptions and schedules a
