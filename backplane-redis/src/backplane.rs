@@ -250,5 +250,12 @@ pub(crate) fn is_transient(error: &RedisError) -> bool {
 }
 
 fn connect_error(error: RedisError) -> BackplaneError {
-    BackplaneError::transient("failed to connect to redis", error)
+    const CONTEXT: &str = "failed to connect to redis";
+    if is_transient(&error) {
+        BackplaneError::transient(CONTEXT, error)
+    } else {
+        // Redis answered and refused (a wrong password, say): retrying the
+        // same settings cannot help.
+        BackplaneError::transport(CONTEXT, error)
+    }
 }

@@ -10,7 +10,7 @@ use crate::RedisBackplane;
 
 /// The channel prefix used unless [`RedisBackplaneBuilder::channel_prefix`] sets
 /// another: hub `chat` is carried on channel `backplane:chat`.
-pub const DEFAULT_PREFIX: &str = "backplane";
+pub const DEFAULT_CHANNEL_PREFIX: &str = "backplane";
 
 /// The largest encoded envelope published unless
 /// [`RedisBackplaneBuilder::max_message_size`] sets another: 1 MiB.
@@ -130,7 +130,7 @@ impl RedisBackplaneBuilder {
         Self {
             server,
             config: Config {
-                prefix: DEFAULT_PREFIX.to_owned(),
+                prefix: DEFAULT_CHANNEL_PREFIX.to_owned(),
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 backoff_min: DEFAULT_BACKOFF_MIN,
                 backoff_max: DEFAULT_BACKOFF_MAX,
@@ -138,7 +138,7 @@ impl RedisBackplaneBuilder {
         }
     }
 
-    /// Sets the channel prefix (default [`DEFAULT_PREFIX`]): hub `h` is
+    /// Sets the channel prefix (default [`DEFAULT_CHANNEL_PREFIX`]): hub `h` is
     /// carried on channel `<prefix>:h`. Every instance of one application
     /// must use the same prefix; applications sharing one Redis keep apart
     /// by using different ones.
@@ -173,8 +173,9 @@ impl RedisBackplaneBuilder {
     ///
     /// - a non-transient [`BackplaneError::Transport`] if the URL did not
     ///   parse;
-    /// - a transient one if Redis could not be reached or refused the
-    ///   connection (a wrong password, say).
+    /// - a transient one if Redis could not be reached or the connection
+    ///   failed; a non-transient one if Redis refused it (a wrong password,
+    ///   say), which retrying will not fix.
     ///
     /// # Cancel safety
     ///

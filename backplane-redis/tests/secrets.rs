@@ -102,6 +102,11 @@ async fn password_stays_out_of_logs_debug_and_errors() {
         "{}",
         describe(&error)
     );
+    assert!(
+        !error.is_transient(),
+        "a refused password is not worth retrying: {}",
+        describe(&error)
+    );
     let invalid = format!("redis://:{password}@127.0.0.1:notaport/");
     let error = RedisBackplane::connect(&invalid).await.unwrap_err();
     assert!(
