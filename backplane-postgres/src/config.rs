@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use backplane_api::{BackplaneError, DEFAULT_SUBSCRIPTION_CAPACITY, Result};
 use tokio_postgres::config::Host;
 use tokio_postgres::tls::NoTlsStream;
@@ -50,6 +51,19 @@ impl Settings {
             Ok(Err(error)) => Err(wrap("failed to connect to postgres", error)),
             Err(_) => Err(timed_out("timed out connecting to postgres")),
         }
+    }
+
+    /// Delays between reconnection attempts: doubling from the minimum,
+    /// with jitter of up to the delay itself, never above the maximum.
+    pub(crate) fn reconnect_delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        let (min, max) = (self.reconnect_min_delay, self.reconnect_max_delay);
+        ExponentialBuilder::default()
+            .with_min_delay(min)
+            .with_max_delay((max / 2).max(min))
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .map(move |delay| delay.min(max))
     }
 }
 

@@ -228,9 +228,16 @@ pub(crate) fn decode(text: &str) -> Result<Vec<Envelope>, FrameError> {
 /// before the last piece means the message is incomplete: it is discarded.
 /// Memory is bounded by one partial message, of at most the maximum message
 /// size, per channel.
+///
+/// A message is reported once, when it is found bad; the pieces of it that
+/// still arrive are skipped quietly. To tell them, the reassembler keeps
+/// the id of the last bad message of each channel, and only that one.
 #[derive(Debug)]
 pub(crate) struct Reassembler {
     partials: HashMap<String, Partial>,
+    /// Per channel, the last message discarded (or never started) whose
+    /// remaining pieces are skipped without a warning.
+    skipping: HashMap<String, String>,
     max_message_size: usize,
 }
 
@@ -242,19 +249,35 @@ struct Partial {
     text: String,
 }
 
+/// What became of a piece given to [`Reassembler::push`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Pushed {
+    /// It was the last piece: here is the whole message.
+    Whole(String),
+    /// It was kept; more pieces are to come.
+    Pending,
+    /// Its message was found bad now and dropped, with a warning.
+    Discarded,
+    /// It belongs to a message already dropped and reported: skipped
+    /// quietly.
+    Skipped,
+}
+
 impl Reassembler {
     pub(crate) fn new(max_message_size: usize) -> Self {
         Self {
             partials: HashMap::new(),
+            skipping: HashMap::new(),
             max_message_size,
         }
     }
 
     /// Takes one piece; returns the whole message once its last piece is
-    /// in. Problems are logged here and the message is dropped.
-    pub(crate) fn push(&mut self, channel: &str, chunk: Chunk<'_>) -> Option<String> {
+    /// in. A bad message is logged here, once, and dropped.
+    pub(crate) fn push(&mut self, channel: &str, chunk: Chunk<'_>) -> Pushed {
         // Continue the message in progress on this channel, if this is its
         // next piece; anything else means that message lost a piece.
+        let mut reported = false;
         if let Some(partial) = self.partials.remove(channel) {
             if partial.id == chunk.id && partial.next == chunk.index && partial.count == chunk.count
             {
@@ -262,23 +285,49 @@ impl Reassembler {
             }
             tracing::warn!(
                 channel,
-                message = partial.id,
+                message_id = partial.id,
                 received = partial.next,
                 count = partial.count,
-                "discarding chunked message: a piece is missing",
+                "discarding chunked message: a piece is missing; skipping its other pieces",
             );
+            self.skip(channel, partial.id);
+            reported = true;
+        }
+
+        // A later piece of a message already reported goes quietly.
+        if chunk.index != 0 && self.skipping.get(channel).is_some_and(|id| id == chunk.id) {
+            tracing::debug!(
+                channel,
+                message_id = chunk.id,
+                index = chunk.index,
+                count = chunk.count,
+                "skipping a piece of a discarded chunked message",
+            );
+            if chunk.index + 1 == chunk.count {
+                self.skipping.remove(channel);
+            }
+            return if reported {
+                Pushed::Discarded
+            } else {
+                Pushed::Skipped
+            };
         }
 
         if chunk.index != 0 {
             tracing::warn!(
                 channel,
-                message = chunk.id,
+                message_id = chunk.id,
                 index = chunk.index,
                 count = chunk.count,
-                "skipping chunk whose message start was not received",
+                "skipping chunked message whose first piece was not received, \
+                 and its other pieces",
             );
-            return None;
+            if chunk.index + 1 < chunk.count {
+                self.skip(channel, chunk.id.to_owned());
+            }
+            return Pushed::Discarded;
         }
+        self.skipping.remove(channel);
         let partial = Partial {
             id: chunk.id.to_owned(),
             count: chunk.count,
@@ -288,24 +337,35 @@ impl Reassembler {
         self.append(channel, partial, chunk.piece)
     }
 
-    fn append(&mut self, channel: &str, mut partial: Partial, piece: &str) -> Option<String> {
+    fn append(&mut self, channel: &str, mut partial: Partial, piece: &str) -> Pushed {
         if partial.text.len() + piece.len() > self.max_message_size {
             tracing::warn!(
                 channel,
-                message = partial.id,
+                message_id = partial.id,
                 bytes = partial.text.len() + piece.len(),
                 max = self.max_message_size,
-                "discarding chunked message larger than the maximum message size",
+                count = partial.count,
+                "discarding chunked message larger than the maximum message size, \
+                 and skipping its other pieces",
             );
-            return None;
+            if partial.next + 1 < partial.count {
+                self.skip(channel, partial.id);
+            }
+            return Pushed::Discarded;
         }
         partial.text.push_str(piece);
         partial.next += 1;
         if partial.next == partial.count {
-            return Some(partial.text);
+            return Pushed::Whole(partial.text);
         }
         self.partials.insert(channel.to_owned(), partial);
-        None
+        Pushed::Pending
+    }
+
+    /// Remembers `id` as the message whose remaining pieces on `channel`
+    /// are skipped quietly, in place of any earlier one.
+    fn skip(&mut self, channel: &str, id: String) {
+        self.skipping.insert(channel.to_owned(), id);
     }
 
     /// Notes that something other than a chunk arrived on `channel`: a
@@ -314,11 +374,12 @@ impl Reassembler {
         if let Some(partial) = self.partials.remove(channel) {
             tracing::warn!(
                 channel,
-                message = partial.id,
+                message_id = partial.id,
                 received = partial.next,
                 count = partial.count,
                 "discarding chunked message interrupted by another notification",
             );
+            self.skip(channel, partial.id);
         }
     }
 
@@ -327,6 +388,7 @@ impl Reassembler {
     pub(crate) fn clear(&mut self) -> usize {
         let dropped = self.partials.len();
         self.partials.clear();
+        self.skipping.clear();
         dropped
     }
 }
@@ -350,48 +412,115 @@ mod tests {
         let frames = chunks("id-1", &text);
         assert!(frames.len() > 1);
         let mut reassembler = Reassembler::new(1 << 20);
-        let mut whole = None;
+        let mut outcomes = Vec::new();
         for frame in &frames {
             assert!(frame.len() <= MAX_NOTIFICATION_BYTES);
             let Ok(Frame::Chunk(chunk)) = parse(frame) else {
                 panic!("not a chunk: {frame:.40}");
             };
-            whole = reassembler.push("c", chunk);
+            outcomes.push(reassembler.push("c", chunk));
         }
-        assert_eq!(whole.as_deref(), Some(text.as_str()));
+        let whole = outcomes.pop();
+        assert_eq!(whole, Some(Pushed::Whole(text)));
+        assert!(outcomes.iter().all(|o| *o == Pushed::Pending));
+    }
+
+    /// Parses the frames of one message, for pushing piece by piece.
+    fn pieces(frames: &[String]) -> Vec<Chunk<'_>> {
+        frames
+            .iter()
+            .map(|frame| match parse(frame) {
+                Ok(Frame::Chunk(chunk)) => chunk,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Pushes every piece on channel `c`; returns what became of each.
+    fn push_all(reassembler: &mut Reassembler, frames: &[String]) -> Vec<Pushed> {
+        pieces(frames)
+            .into_iter()
+            .map(|chunk| reassembler.push("c", chunk))
+            .collect()
+    }
+
+    /// How many of the outcomes were reported with a warning.
+    fn reported(outcomes: &[Pushed]) -> usize {
+        outcomes.iter().filter(|o| **o == Pushed::Discarded).count()
     }
 
     #[test]
-    fn a_missing_piece_discards_the_message() {
-        let frames = chunks("m", &"x".repeat(20_000));
-        assert_eq!(frames.len(), 3);
+    fn a_missing_piece_discards_the_message_once() {
+        let frames = chunks("m", &"x".repeat(40_000));
+        assert_eq!(frames.len(), 6);
         let mut reassembler = Reassembler::new(1 << 20);
-        let chunk = |i: usize| match parse(&frames[i]) {
-            Ok(Frame::Chunk(chunk)) => chunk,
-            other => panic!("{other:?}"),
-        };
-        assert!(reassembler.push("c", chunk(0)).is_none());
-        assert!(reassembler.push("c", chunk(2)).is_none());
-        assert!(reassembler.partials.is_empty());
+        let chunk = |i: usize| pieces(&frames).swap_remove(i);
 
-        assert!(reassembler.push("c", chunk(0)).is_none());
+        // Piece 1 is lost: one warning, then the rest go quietly.
+        assert_eq!(reassembler.push("c", chunk(0)), Pushed::Pending);
+        assert_eq!(reassembler.push("c", chunk(2)), Pushed::Discarded);
+        for i in 3..6 {
+            assert_eq!(reassembler.push("c", chunk(i)), Pushed::Skipped);
+        }
+        assert!(reassembler.partials.is_empty());
+        assert!(
+            reassembler.skipping.is_empty(),
+            "forgotten after its last piece"
+        );
+
+        // Interrupted by another notification: reported there, once.
+        assert_eq!(reassembler.push("c", chunk(0)), Pushed::Pending);
         reassembler.interrupt("c");
-        assert!(reassembler.push("c", chunk(1)).is_none());
-        assert!(reassembler.push("c", chunk(2)).is_none());
+        for i in 1..6 {
+            assert_eq!(reassembler.push("c", chunk(i)), Pushed::Skipped);
+        }
+
+        // The first piece is lost: one warning for the whole message.
+        let outcomes: Vec<Pushed> = (1..6).map(|i| reassembler.push("c", chunk(i))).collect();
+        assert_eq!(outcomes[0], Pushed::Discarded);
+        assert_eq!(reported(&outcomes), 1);
+
+        // A message that follows is unaffected.
+        let next = chunks("n", &"y".repeat(20_000));
+        let outcomes = push_all(&mut reassembler, &next);
+        assert!(matches!(outcomes.last(), Some(Pushed::Whole(_))));
     }
 
     #[test]
-    fn oversized_messages_are_dropped() {
-        let frames = chunks("m", &"x".repeat(20_000));
-        let mut reassembler = Reassembler::new(10_000);
-        let mut whole = None;
-        for frame in &frames {
-            if let Ok(Frame::Chunk(chunk)) = parse(frame) {
-                whole = reassembler.push("c", chunk);
-            }
-        }
-        assert!(whole.is_none());
+    fn oversized_messages_are_dropped_with_one_warning() {
+        // As a foreign sender might: 200 pieces of 7900 bytes, well above
+        // the maximum message size.
+        let frames: Vec<String> = (0..200)
+            .map(|i| format!("chunk big {i}/200\n{}", "x".repeat(7900)))
+            .collect();
+        let mut reassembler = Reassembler::new(1 << 20);
+        let outcomes = push_all(&mut reassembler, &frames);
+        assert_eq!(reported(&outcomes), 1);
+        let first_bad = outcomes
+            .iter()
+            .position(|o| *o == Pushed::Discarded)
+            .unwrap();
+        assert_eq!(first_bad, (1 << 20) / 7900);
+        assert!(outcomes[..first_bad].iter().all(|o| *o == Pushed::Pending));
+        assert!(
+            outcomes[first_bad + 1..]
+                .iter()
+                .all(|o| *o == Pushed::Skipped)
+        );
         assert!(reassembler.partials.is_empty());
+        assert!(reassembler.skipping.is_empty());
+
+        // Memory of skipped messages stays at one per channel.
+        let mut reassembler = Reassembler::new(10_000);
+        for id in ["a", "b", "c"] {
+            let frames = chunks(id, &"x".repeat(40_000));
+            let outcomes = push_all(&mut reassembler, &frames[..3]);
+            assert_eq!(reported(&outcomes), 1);
+        }
+        assert_eq!(reassembler.skipping.len(), 1);
+        assert_eq!(reassembler.skipping["c"], "c");
+        assert_eq!(reassembler.clear(), 0);
+        assert!(reassembler.skipping.is_empty());
     }
 
     #[test]

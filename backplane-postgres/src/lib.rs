@@ -78,10 +78,14 @@
 //!   (`SELECT 1` with a deadline) catches a connection that went silent
 //!   without closing. A failed publish returns its error and is never
 //!   retried (a retry could deliver it twice); the publishing connection
-//!   is reopened by the next publish.
+//!   is reopened by the next publish. If that fails, publishes fail at
+//!   once with a transient error, without sending anything, until the
+//!   backoff delay has passed; the next publish then tries again.
 //! - **Bad input.** A notification on one of our channels that is not a
 //!   well-formed frame (a foreign `NOTIFY`, garbage, an empty payload, a
-//!   lost or truncated chunk) is logged at warn and skipped.
+//!   lost or truncated chunk) is logged at warn and skipped. A chunked
+//!   message is reported once: the pieces of it that still arrive after
+//!   it was found bad are skipped quietly.
 //! - **Secrets.** `Debug` and `Display` of the builder and the backplane,
 //!   log lines and errors never show the password.
 //!

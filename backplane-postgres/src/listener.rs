@@ -9,7 +9,6 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use backplane_api::{BackplaneError, Event, EventSender, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
@@ -18,7 +17,7 @@ use tokio_postgres::{AsyncMessage, Client, Notification};
 use crate::channel::quote;
 use crate::config::{PgConnection, Settings};
 use crate::error::{Chain, is_connection_error, timed_out, wrap};
-use crate::frame::{self, Frame, Reassembler};
+use crate::frame::{self, Frame, Pushed, Reassembler};
 
 /// How long a closing listener waits for the server to acknowledge the
 /// end of its session before it simply drops the socket.
@@ -438,8 +437,8 @@ impl Listener {
                 Cow::Borrowed(text)
             }
             Ok(Frame::Chunk(chunk)) => match self.reassembler.push(channel, chunk) {
-                Some(text) => Cow::Owned(text),
-                None => return,
+                Pushed::Whole(text) => Cow::Owned(text),
+                Pushed::Pending | Pushed::Discarded | Pushed::Skipped => return,
             },
             Err(error) => {
                 self.reassembler.interrupt(channel);
@@ -516,7 +515,7 @@ impl Listener {
         }
 
         let settings = self.settings.clone();
-        let mut delays = backoff(&settings);
+        let mut delays = settings.reconnect_delays();
         for attempt in 1u64.. {
             let delay = delays.next().unwrap_or(settings.reconnect_max_delay);
             if !self.pause(delay).await {
@@ -585,19 +584,6 @@ impl Listener {
             }
         }
     }
-}
-
-/// Reconnection delays: doubling from the minimum, with jitter of up to
-/// the delay itself, never above the maximum.
-fn backoff(settings: &Settings) -> impl Iterator<Item = Duration> + use<> {
-    let (min, max) = (settings.reconnect_min_delay, settings.reconnect_max_delay);
-    ExponentialBuilder::default()
-        .with_min_delay(min)
-        .with_max_delay((max / 2).max(min))
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .map(move |delay| delay.min(max))
 }
 
 fn start_control(

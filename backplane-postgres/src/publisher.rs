@@ -7,15 +7,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use backplane_api::{BackplaneError, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::noop_waker_ref;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::config::Settings;
+use crate::config::{PgConnection, Settings};
 use crate::error::{Chain, timed_out, wrap};
 use crate::frame::{self, MAX_NOTIFICATION_BYTES};
 
@@ -107,22 +109,97 @@ impl Packing {
 
 type Running = Pin<Box<dyn Future<Output = (Vec<oneshot::Sender<Result<()>>>, Result<()>)> + Send>>;
 
+/// Opening the publishing connection.
+type Connecting = Pin<Box<dyn Future<Output = Result<(Client, PgConnection)>> + Send>>;
+
+/// The publisher's side of a publishing connection that failed: when the
+/// next attempt may start, and what publishes get until then.
+struct Outage {
+    since: Instant,
+    /// Failed attempts to open the connection so far.
+    attempts: u64,
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+    /// No attempt starts before this; publishes fail at once until then.
+    retry_at: Option<Instant>,
+    /// Why the last attempt failed.
+    error: Option<Arc<BackplaneError>>,
+}
+
+impl Outage {
+    fn new(settings: &Settings) -> Self {
+        Self {
+            since: Instant::now(),
+            attempts: 0,
+            delays: Box::new(settings.reconnect_delays()),
+            retry_at: None,
+            error: None,
+        }
+    }
+
+    /// Notes a failed attempt and logs it: one warning per attempt, however
+    /// many publishes the backoff then refuses.
+    fn failed(&mut self, error: &Arc<BackplaneError>, settings: &Settings, requests: usize) {
+        self.attempts += 1;
+        let delay = self.delays.next().unwrap_or(settings.reconnect_max_delay);
+        tracing::warn!(
+            attempt = self.attempts,
+            error = %Chain(&**error),
+            requests,
+            retry_in_ms = delay.as_millis() as u64,
+            "cannot open the publishing connection; publishes fail until the next attempt",
+        );
+        self.retry_at = Some(Instant::now() + delay);
+        self.error = Some(error.clone());
+    }
+
+    /// Why the last attempt failed, while the backoff runs: publishes
+    /// fail at once with it. `None` once another attempt may start.
+    fn refusal(&self) -> Option<Arc<BackplaneError>> {
+        let retry_at = self.retry_at?;
+        (Instant::now() < retry_at).then(|| self.error.clone())?
+    }
+}
+
+/// The error context of a publish refused between two attempts to open
+/// the publishing connection.
+const BACKING_OFF: &str = "cannot publish while the publishing connection is being reopened";
+
 /// Runs until every handle of the backplane is dropped.
 pub(crate) async fn run(settings: Arc<Settings>, mut requests: mpsc::UnboundedReceiver<Request>) {
     let mut queue: VecDeque<Request> = VecDeque::new();
     let mut client: Option<Arc<Client>> = None;
+    let mut connecting: Option<Connecting> = None;
+    let mut outage: Option<Outage> = None;
     let mut in_flight: FuturesUnordered<Running> = FuturesUnordered::new();
     let mut open = true;
 
     while open || !queue.is_empty() || !in_flight.is_empty() {
+        // A connection that ended by itself is opened again on demand.
+        if client.as_ref().is_some_and(|c| c.is_closed()) {
+            tracing::debug!("publishing connection closed");
+            client = None;
+        }
+
+        // Without a connection, queued publishes either fail at once (a
+        // recent attempt failed) or wait for a new attempt. The attempt
+        // runs in the select below, so that round trips in flight still
+        // get their replies meanwhile.
+        if client.is_none() && connecting.is_none() && !queue.is_empty() {
+            match outage.as_ref().and_then(Outage::refusal) {
+                Some(last) => fail_all(&mut queue, || {
+                    BackplaneError::transient(BACKING_OFF, last.clone())
+                }),
+                None => connecting = Some(open_connection(&settings, outage.as_ref())),
+            }
+        }
+
         // Send what is queued while there is room in the pipeline.
-        while in_flight.len() < MAX_IN_FLIGHT && !queue.is_empty() {
-            let Some(connected) = connected(&settings, &mut client, &mut queue).await else {
-                break;
-            };
-            let limit = trip_limit(&queue, MAX_IN_FLIGHT - in_flight.len());
-            let trip = next_trip(&mut queue, limit);
-            in_flight.push(start(connected, trip, &settings));
+        if let Some(connected) = &client {
+            while in_flight.len() < MAX_IN_FLIGHT && !queue.is_empty() {
+                let limit = trip_limit(&queue, MAX_IN_FLIGHT - in_flight.len());
+                let trip = next_trip(&mut queue, limit);
+                in_flight.push(start(connected.clone(), trip, &settings));
+            }
         }
 
         tokio::select! {
@@ -145,50 +222,65 @@ pub(crate) async fn run(settings: Arc<Settings>, mut requests: mpsc::UnboundedRe
                         error = %Chain(error),
                         "publishing connection failed; reconnecting on the next publish",
                     );
+                    outage.get_or_insert_with(|| Outage::new(&settings));
                 }
                 reply_all(replies, result);
+            }
+
+            result = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
+                connecting = None;
+                match result {
+                    Ok((new, connection)) => {
+                        client = Some(connected(new, connection, outage.take()));
+                    }
+                    Err(error) => {
+                        // None of the queued publishes was sent.
+                        let error = Arc::new(error);
+                        outage
+                            .get_or_insert_with(|| Outage::new(&settings))
+                            .failed(&error, &settings, queue.len());
+                        fail_all(&mut queue, || shared(&error));
+                    }
+                }
             }
         }
     }
     tracing::debug!("backplane dropped; publisher stopped");
 }
 
-/// Returns the connection, opening it if there is none. If that fails,
-/// every queued request gets the error (none of them was sent) and the
-/// next request tries again.
-async fn connected(
-    settings: &Settings,
-    client: &mut Option<Arc<Client>>,
-    queue: &mut VecDeque<Request>,
-) -> Option<Arc<Client>> {
-    if let Some(client) = client.as_ref().filter(|c| !c.is_closed()) {
-        return Some(client.clone());
+/// Starts opening the publishing connection.
+fn open_connection(settings: &Arc<Settings>, outage: Option<&Outage>) -> Connecting {
+    let attempt = outage.map_or(1, |outage| outage.attempts + 1);
+    tracing::debug!(attempt, "opening the publishing connection");
+    let settings = settings.clone();
+    Box::pin(async move { settings.connect().await })
+}
+
+/// Puts a newly opened connection to use, and tells when it ends an
+/// outage.
+fn connected(client: Client, connection: PgConnection, outage: Option<Outage>) -> Arc<Client> {
+    // The connection ends by itself once its client is dropped.
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %Chain(&error), "publishing connection ended");
+        }
+    });
+    match outage {
+        Some(outage) => tracing::info!(
+            attempt = outage.attempts + 1,
+            downtime_ms = outage.since.elapsed().as_millis() as u64,
+            "publishing connection restored",
+        ),
+        None => tracing::debug!("publishing connection opened"),
     }
-    match settings.connect().await {
-        Ok((new, connection)) => {
-            // The connection ends by itself once its client is dropped.
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(error = %Chain(&error), "publishing connection ended");
-                }
-            });
-            tracing::debug!("publishing connection opened");
-            let new = Arc::new(new);
-            *client = Some(new.clone());
-            Some(new)
-        }
-        Err(error) => {
-            tracing::warn!(
-                error = %Chain(&error),
-                requests = queue.len(),
-                "cannot open the publishing connection",
-            );
-            let error = Arc::new(error);
-            for request in queue.drain(..) {
-                let _ = request.reply.send(Err(shared(&error)));
-            }
-            None
-        }
+    Arc::new(client)
+}
+
+/// Fails every queued request with an error of its own: none of them
+/// was sent.
+fn fail_all(queue: &mut VecDeque<Request>, error: impl Fn() -> BackplaneError) {
+    for request in queue.drain(..) {
+        let _ = request.reply.send(Err(error()));
     }
 }
 

@@ -637,6 +637,151 @@ async fn health_check_catches_a_silent_connection() {
     assert_eq!(*next_envelope(&mut subscription).await, after);
 }
 
+/// The test server's TCP address.
+async fn server_addr() -> std::net::SocketAddr {
+    let original: Config = url().parse().unwrap();
+    let host = match &original.get_hosts()[0] {
+        Host::Tcp(host) => host.clone(),
+        #[cfg(unix)]
+        Host::Unix(_) => panic!("this test needs a TCP server address"),
+    };
+    tokio::net::lookup_host((host.as_str(), original.get_ports()[0]))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// A forwarder to the server on a fixed loopback port that can be shut,
+/// so that connecting there is refused, and opened again.
+struct Gate {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gate {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let free = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let mut gate = Self {
+            port,
+            upstream,
+            task: None,
+        };
+        gate.open().await;
+        gate
+    }
+
+    async fn open(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let upstream = self.upstream;
+        self.task = Some(tokio::spawn(async move {
+            // Owned by the task: shutting the gate ends every connection.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the port and every connection through it.
+    async fn shut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+// Single-threaded, so the background tasks log on this thread, into the
+// capture.
+#[tokio::test(flavor = "current_thread")]
+async fn publishes_fail_fast_while_the_server_is_unreachable() {
+    // A global subscriber first, so that no callsite is cached as
+    // disabled before the capture below exists.
+    init_logs();
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut gate = Gate::start(server_addr().await).await;
+    let prefix = unique("outage");
+    let backplane = PostgresBackplane::from_config(config_via(gate.port))
+        .channel_prefix(&prefix)
+        .connect_timeout(Duration::from_secs(30))
+        .reconnect_backoff(Duration::from_millis(200), Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let sent = envelope("outage", &serde_json::json!("before"));
+    backplane.publish(Arc::new(sent)).await.unwrap();
+
+    // The server goes away: every publish fails at once, and only the
+    // attempts to reconnect are logged, not every publish.
+    gate.shut().await;
+    let started = std::time::Instant::now();
+    for i in 0..100 {
+        let sent = envelope("outage", &serde_json::json!(i));
+        let result = timeout(WAIT, backplane.publish(Arc::new(sent))).await;
+        let error = result.expect("a publish hung").unwrap_err();
+        assert!(error.is_transient(), "{error:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+
+    let text = logs.text();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("publishing connection"))
+        .count();
+    assert!(warnings >= 1, "{text}");
+    assert!(
+        warnings <= 20,
+        "{warnings} warnings for 100 publishes:\n{text}"
+    );
+
+    // Back again: a publish succeeds once the backoff allows an attempt.
+    // Nothing was sent by a failed publish, so retrying here is safe.
+    gate.open().await;
+    timeout(WAIT, async {
+        loop {
+            let sent = envelope("outage", &serde_json::json!("after"));
+            match backplane.publish(Arc::new(sent)).await {
+                Ok(()) => break,
+                Err(error) => assert!(error.is_transient(), "{error:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the publishing connection was never restored");
+    let text = logs.text();
+    assert_eq!(
+        text.matches("publishing connection restored").count(),
+        1,
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Transactions
 
