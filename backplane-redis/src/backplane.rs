@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backplane_api::{
@@ -17,7 +18,7 @@ use redis::{ConnectionInfo, RedisError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, RedisBackplaneBuilder, Server};
-use crate::link::{COMMAND_TIMEOUT, Link};
+use crate::link::{CONNECT_TIMEOUT, Link};
 use crate::publisher;
 use crate::worker::{Command, Worker};
 
@@ -103,21 +104,26 @@ impl RedisBackplane {
         let (publisher, link) = match server {
             Server::Standalone(client) => {
                 let manager = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
-                    .set_response_timeout(Some(COMMAND_TIMEOUT))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(config.query_timeout))
                     .set_min_delay(config.backoff_min)
                     .set_max_delay(config.backoff_max);
                 let publisher = ConnectionManager::new_with_config(client.clone(), manager)
                     .await
                     .map_err(connect_error)?;
-                let link = Link::standalone(client).await.map_err(connect_error)?;
+                let link =
+                    Link::standalone(client, config.health_check_interval, config.query_timeout)
+                        .await
+                        .map_err(connect_error)?;
                 (Publish::Standalone(publisher), link)
             }
             Server::Cluster(nodes) => {
-                let publisher = cluster_publisher(nodes.clone())
+                let publisher = cluster_publisher(nodes.clone(), config.query_timeout)
                     .await
                     .map_err(connect_error)?;
-                let link = Link::cluster(nodes).await.map_err(connect_error)?;
+                let link = Link::cluster(nodes, config.query_timeout)
+                    .await
+                    .map_err(connect_error)?;
                 (Publish::Cluster(publisher), link)
             }
         };
@@ -230,10 +236,13 @@ impl Drop for Unsubscribe {
     }
 }
 
-async fn cluster_publisher(nodes: Vec<ConnectionInfo>) -> redis::RedisResult<ClusterConnection> {
+async fn cluster_publisher(
+    nodes: Vec<ConnectionInfo>,
+    timeout: Duration,
+) -> redis::RedisResult<ClusterConnection> {
     ClusterClientBuilder::new(nodes)
-        .connection_timeout(COMMAND_TIMEOUT)
-        .response_timeout(COMMAND_TIMEOUT)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(timeout)
         .build()?
         .get_async_connection()
         .await

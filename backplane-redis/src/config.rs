@@ -26,6 +26,14 @@ pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest delay between two reconnection attempts.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// How often the subscriber connection is checked unless
+/// [`RedisBackplaneBuilder::health_check_interval`] sets another.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The deadline of each command the transport runs itself unless
+/// [`RedisBackplaneBuilder::query_timeout`] sets another.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// URL schemes that select Redis Cluster for a single seed node.
 const CLUSTER_SCHEMES: [(&str, &str); 2] = [
     ("redis+cluster://", "redis://"),
@@ -56,6 +64,8 @@ pub(crate) struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
+    pub(crate) health_check_interval: Duration,
+    pub(crate) query_timeout: Duration,
 }
 
 impl Config {
@@ -134,6 +144,8 @@ impl RedisBackplaneBuilder {
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 backoff_min: DEFAULT_BACKOFF_MIN,
                 backoff_max: DEFAULT_BACKOFF_MAX,
+                health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
+                query_timeout: DEFAULT_QUERY_TIMEOUT,
             },
         }
     }
@@ -164,6 +176,29 @@ impl RedisBackplaneBuilder {
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.config.backoff_min = min;
         self.config.backoff_max = max.max(min);
+        self
+    }
+
+    /// Sets how often the subscriber connection of one server is checked
+    /// with a `PING` (default [`DEFAULT_HEALTH_CHECK_INTERVAL`]). A
+    /// connection that went silent without closing (a half-open TCP
+    /// connection, a path that drops traffic) is found by this check when
+    /// the reply misses [`query_timeout`](Self::query_timeout), and is then
+    /// replaced like a closed one. A cluster's subscriber connection is not
+    /// checked.
+    pub fn health_check_interval(mut self, interval: Duration) -> Self {
+        self.config.health_check_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the deadline for each command the transport runs itself: the
+    /// health check, `SUBSCRIBE` and `UNSUBSCRIBE` (`SSUBSCRIBE`,
+    /// `SUNSUBSCRIBE`) and every `PUBLISH` (`SPUBLISH`) round trip (default
+    /// [`DEFAULT_QUERY_TIMEOUT`]). A health check that misses it counts as
+    /// a lost connection; a publish or subscribe that misses it fails with
+    /// a transient error.
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.config.query_timeout = timeout;
         self
     }
 

@@ -65,6 +65,13 @@
 //!   during the restore starts it over with the full set, so no hub is left
 //!   behind however the losses fall. Losses are logged at warn with the
 //!   `attempt` number.
+//! - On one server, the subscriber connection is checked with a `PING`
+//!   every [`RedisBackplaneBuilder::health_check_interval`] (10 s by
+//!   default). A reply that misses
+//!   [`RedisBackplaneBuilder::query_timeout`] means the connection went
+//!   silent without closing (a half-open TCP connection, a path that drops
+//!   traffic): it is closed and handled as a lost connection above, with a
+//!   reason that names the health check.
 //! - On a cluster, the server drops sharded subscriptions whose hash slot
 //!   moves to another node; those hubs get the same lost / resubscribed
 //!   pair, and are subscribed again on the node that now owns the slot.
@@ -109,9 +116,9 @@
 //! - A subscribe made while the subscriber connection is down fails with
 //!   [`BackplaneError::NotConnected`](backplane_api::BackplaneError::NotConnected)
 //!   instead of waiting for the connection to come back.
-//! - A half-open TCP connection (a peer that vanished without closing it)
-//!   is only noticed when the operating system gives up on it; there is no
-//!   periodic health check of the subscriber connection yet.
+//! - On a cluster, the subscriber connections have no health check yet: a
+//!   half-open TCP connection to a node (a peer that vanished without
+//!   closing it) is only noticed when the operating system gives up on it.
 //! - A subscriber that reads more slowly than its hub receives misses
 //!   envelopes beyond
 //!   [`DEFAULT_SUBSCRIPTION_CAPACITY`](backplane_api::DEFAULT_SUBSCRIPTION_CAPACITY)
@@ -128,6 +135,7 @@ mod worker;
 
 pub use backplane::RedisBackplane;
 pub use config::{
-    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CHANNEL_PREFIX, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CHANNEL_PREFIX,
+    DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_QUERY_TIMEOUT,
     RedisBackplaneBuilder,
 };

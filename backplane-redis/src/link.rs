@@ -10,16 +10,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use futures_util::future::try_join_all;
+use futures_util::future::{BoxFuture, try_join_all};
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{ConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
 
-/// How long one connection attempt or one (un)subscribe may take before
-/// it is considered failed.
-pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection attempt, or one restore (connecting and
+/// subscribing again), may take before it is considered failed.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many channels go in one `SUBSCRIBE` when restoring a connection.
 const SUBSCRIBE_BATCH: usize = 512;
@@ -36,7 +37,7 @@ pub(crate) enum Incoming {
     /// Subscriptions were lost: all of them (`channels` is `None`) or the
     /// listed ones.
     Lost {
-        reason: &'static str,
+        reason: String,
         channels: Option<Vec<String>>,
     },
 }
@@ -52,6 +53,23 @@ pub(crate) enum Link {
 pub(crate) struct Standalone {
     client: redis::Client,
     connection: Option<(PubSubSink, PubSubStream)>,
+    health: HealthCheck,
+}
+
+/// The periodic `PING` on a standalone subscriber connection.
+///
+/// A connection whose peer vanished without closing it (a half-open TCP
+/// connection, a path that drops traffic) yields no error and no end of
+/// stream; only a round trip that never completes shows it is gone.
+struct HealthCheck {
+    interval: Duration,
+    timeout: Duration,
+    /// When the next check starts, while none is in flight.
+    next_at: Instant,
+    /// The check in flight. It is kept here, not in a local, so that
+    /// [`Link::next`] stays cancel safe: a check interrupted by another
+    /// branch of the subscriber task resumes on the next call.
+    running: Option<BoxFuture<'static, Result<(), String>>>,
 }
 
 /// A cluster: a RESP3 cluster connection whose node connections receive
@@ -71,23 +89,43 @@ pub(crate) struct Cluster {
 }
 
 impl Link {
-    /// Opens the subscriber connection to one server.
-    pub(crate) async fn standalone(client: redis::Client) -> RedisResult<Self> {
+    /// Opens the subscriber connection to one server, checked with a
+    /// `PING` every `interval` that must be answered within `timeout`.
+    pub(crate) async fn standalone(
+        client: redis::Client,
+        interval: Duration,
+        timeout: Duration,
+    ) -> RedisResult<Self> {
         let mut standalone = Standalone {
             client,
             connection: None,
+            health: HealthCheck {
+                interval,
+                timeout,
+                next_at: Instant::now() + interval,
+                running: None,
+            },
         };
         standalone.connect().await?;
         Ok(Self::Standalone(standalone))
     }
 
-    /// Opens the subscriber connection to a cluster.
-    pub(crate) async fn cluster(nodes: Vec<ConnectionInfo>) -> RedisResult<Self> {
+    /// Opens the subscriber connection to a cluster; `timeout` bounds
+    /// each `SSUBSCRIBE` and `SUNSUBSCRIBE`.
+    ///
+    /// TODO: the cluster connection has no health check yet. A check
+    /// would have to `PING` every node that holds a subscription and, when
+    /// one node stays silent, report only that node's channels lost; the
+    /// subscriber task does not track which node holds which channel.
+    pub(crate) async fn cluster(
+        nodes: Vec<ConnectionInfo>,
+        timeout: Duration,
+    ) -> RedisResult<Self> {
         let (sender, pushes) = mpsc::unbounded_channel();
         let client = ClusterClientBuilder::new(nodes)
             .use_protocol(ProtocolVersion::RESP3)
-            .connection_timeout(COMMAND_TIMEOUT)
-            .response_timeout(COMMAND_TIMEOUT)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(timeout)
             .push_sender(sender)
             .build()?;
         let connection = client.get_async_connection().await?;
@@ -106,7 +144,8 @@ impl Link {
         }
     }
 
-    /// Waits for the next message or loss.
+    /// Waits for the next message or loss. On one server this also runs
+    /// the health check, and a failed check is returned as a loss.
     ///
     /// Cancel safe: nothing is consumed unless it is returned.
     pub(crate) async fn next(&mut self) -> Incoming {
@@ -161,28 +200,38 @@ impl Link {
 
 impl Standalone {
     async fn connect(&mut self) -> RedisResult<()> {
+        // A check in flight belongs to the connection being replaced.
         self.connection = None;
+        self.health.reset();
         let pubsub = self.client.get_async_pubsub().await?;
         self.connection = Some(pubsub.split());
         Ok(())
     }
 
     async fn next(&mut self) -> Incoming {
-        let Some((_, stream)) = &mut self.connection else {
+        let Some((sink, stream)) = &mut self.connection else {
             return std::future::pending().await;
         };
-        match stream.next().await {
-            Some(message) => Incoming::Message {
-                channel: message.get_channel_name().as_bytes().to_vec(),
-                payload: message.get_payload_bytes().to_vec(),
-            },
-            None => {
-                self.connection = None;
-                Incoming::Lost {
-                    reason: "redis subscriber connection closed",
-                    channels: None,
+        let reason = tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => {
+                    return Incoming::Message {
+                        channel: message.get_channel_name().as_bytes().to_vec(),
+                        payload: message.get_payload_bytes().to_vec(),
+                    };
                 }
-            }
+                None => "redis subscriber connection closed".to_owned(),
+            },
+            failure = self.health.failure(sink) => failure,
+        };
+
+        // Dropping both halves closes the connection, so a silent one that
+        // wakes up later delivers nothing twice.
+        self.connection = None;
+        self.health.reset();
+        Incoming::Lost {
+            reason,
+            channels: None,
         }
     }
 
@@ -199,6 +248,43 @@ impl Standalone {
         // shows the connection is still up once they are all in.
         let _: Value = sink.ping().await?;
         Ok(())
+    }
+}
+
+impl HealthCheck {
+    /// Forgets any check in flight; the next one starts an interval from
+    /// now.
+    fn reset(&mut self) {
+        self.running = None;
+        self.next_at = Instant::now() + self.interval;
+    }
+
+    /// Checks the connection of `sink` every interval; returns only when a
+    /// check fails, with the reason.
+    async fn failure(&mut self, sink: &PubSubSink) -> String {
+        loop {
+            if self.running.is_none() {
+                sleep_until(self.next_at).await;
+                let mut sink = sink.clone();
+                let deadline = self.timeout;
+                self.running = Some(Box::pin(async move {
+                    match timeout(deadline, sink.ping::<Value>()).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(error)) => Err(format!("redis health check failed: {error}")),
+                        Err(_) => Err(format!(
+                            "redis health check failed: no reply to PING within {deadline:?}"
+                        )),
+                    }
+                }));
+            }
+            let result = self.running.as_mut().expect("started above").await;
+            self.running = None;
+            self.next_at = Instant::now() + self.interval;
+            match result {
+                Ok(()) => tracing::trace!("redis subscriber connection is healthy"),
+                Err(reason) => return reason,
+            }
+        }
     }
 }
 
@@ -225,7 +311,7 @@ impl Cluster {
                 Some(Incoming::Message { channel, payload })
             }
             PushKind::Disconnection => Some(Incoming::Lost {
-                reason: "redis cluster node connection closed",
+                reason: "redis cluster node connection closed".to_owned(),
                 channels: None,
             }),
             PushKind::SUnsubscribe => {
@@ -239,7 +325,7 @@ impl Cluster {
                 }
                 let channel = String::from_utf8(channel).ok()?;
                 Some(Incoming::Lost {
-                    reason: "redis cluster unsubscribed the shard channel (slot moved)",
+                    reason: "redis cluster unsubscribed the shard channel (slot moved)".to_owned(),
                     channels: Some(vec![channel]),
                 })
             }

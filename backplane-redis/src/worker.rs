@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::Config;
-use crate::link::{COMMAND_TIMEOUT, Incoming, Link};
+use crate::link::{CONNECT_TIMEOUT, Incoming, Link};
 use crate::publisher;
 
 /// A request from a [`RedisBackplane`](crate::RedisBackplane) handle or a
@@ -91,7 +91,7 @@ impl Worker {
                 },
                 incoming = self.link.next() => match incoming {
                     Incoming::Message { channel, payload } => self.deliver(&channel, &payload),
-                    Incoming::Lost { reason, channels } => self.lost(reason, channels),
+                    Incoming::Lost { reason, channels } => self.lost(&reason, channels),
                 },
                 () = retry => self.restore().await,
             }
@@ -129,7 +129,7 @@ impl Worker {
         }
 
         let channel = self.config.channel(&hub);
-        match timeout(COMMAND_TIMEOUT, self.link.subscribe(&channel)).await {
+        match timeout(self.config.query_timeout, self.link.subscribe(&channel)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 return Err(BackplaneError::transient(
@@ -172,7 +172,7 @@ impl Worker {
         // subscribe it again; a failure here only leaves an unread channel
         // until the connection is next replaced.
         let channel = state.channel;
-        match timeout(COMMAND_TIMEOUT, self.link.unsubscribe(&channel)).await {
+        match timeout(self.config.query_timeout, self.link.unsubscribe(&channel)).await {
             Ok(Ok(())) => tracing::debug!(hub, channel = %channel, "unsubscribed"),
             Ok(Err(error)) => {
                 tracing::debug!(hub, channel = %channel, %error, "unsubscribe failed");
@@ -228,7 +228,7 @@ impl Worker {
 
     /// Reports a loss to the affected subscriptions and schedules a
     /// restore.
-    fn lost(&mut self, reason: &'static str, channels: Option<Vec<String>>) {
+    fn lost(&mut self, reason: &str, channels: Option<Vec<String>>) {
         let now = Instant::now();
         let mut affected = 0;
         for (hub, state) in &mut self.hubs {
@@ -282,7 +282,7 @@ impl Worker {
             .map(|s| s.channel.clone())
             .collect();
 
-        let result = timeout(COMMAND_TIMEOUT, self.link.restore(&all, &lost)).await;
+        let result = timeout(CONNECT_TIMEOUT, self.link.restore(&all, &lost)).await;
         let failure = match result {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error.to_string()),
