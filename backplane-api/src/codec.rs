@@ -8,6 +8,11 @@
 //! ```
 //!
 //! Exactly one of `send`, `add_to_group` and `remove_from_group` is present.
+//!
+//! A transport that packs several envelopes into one bus message uses a
+//! batch: a JSON array of encoded envelopes, in publish order
+//! ([`encode_batch`], [`decode_batch`]). A batch of one is the envelope
+//! itself, so a reader of batches reads single envelopes too.
 //! Readers ignore fields they do not know, so a newer writer may add
 //! optional fields without breaking older readers during a rolling upgrade.
 //! JSON text is valid UTF-8 and never contains a NUL byte (serde_json escapes
@@ -119,6 +124,55 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope> {
         id,
         action,
     })
+}
+
+/// Joins encoded envelopes (as [`encode`] writes them) into one batch, in
+/// order: the envelope itself when there is one, a JSON array otherwise.
+///
+/// The result is [`batch_len`] bytes long, so a transport can check a size
+/// limit before building it.
+pub fn encode_batch<S: AsRef<str>>(envelopes: &[S]) -> String {
+    if let [one] = envelopes {
+        return one.as_ref().to_owned();
+    }
+    let total = envelopes.iter().map(|e| e.as_ref().len()).sum();
+    let mut text = String::with_capacity(batch_len(total, envelopes.len()));
+    text.push('[');
+    for (i, envelope) in envelopes.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(envelope.as_ref());
+    }
+    text.push(']');
+    text
+}
+
+/// The length of [`encode_batch`]'s output for `count` encoded envelopes of
+/// `total` bytes together.
+pub fn batch_len(total: usize, count: usize) -> usize {
+    match count {
+        0 | 1 => total,
+        n => total + (n - 1) + 2,
+    }
+}
+
+/// Decodes a batch: one envelope, or a JSON array of them.
+///
+/// # Errors
+///
+/// As [`decode`], for the array itself or for any envelope in it; one bad
+/// envelope fails the whole batch.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Envelope>> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return decode(bytes).map(|envelope| vec![envelope]);
+    }
+    let items: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(BackplaneError::Decode)?;
+    items
+        .into_iter()
+        .map(|item| decode(item.get().as_bytes()))
+        .collect()
 }
 
 /// Tells a newer format (which may have moved any field) from plain
@@ -273,6 +327,22 @@ mod tests {
                 String::from_utf8_lossy(case)
             );
         }
+    }
+
+    #[test]
+    fn batches_round_trip_and_reject_bad_members() {
+        let one = encode(&sample()).unwrap();
+        assert_eq!(encode_batch(&[&one]), one);
+        assert_eq!(decode_batch(one.as_bytes()).unwrap(), [sample()]);
+
+        let three = encode_batch(&[&one, &one, &one]);
+        assert_eq!(three.len(), batch_len(3 * one.len(), 3));
+        assert_eq!(decode_batch(three.as_bytes()).unwrap().len(), 3);
+
+        for bad in ["", "[", "[]x", "[1]", "[{}]", " [null]"] {
+            assert!(decode_batch(bad.as_bytes()).is_err(), "accepted {bad:?}");
+        }
+        assert!(decode_batch(b"[]").unwrap().is_empty());
     }
 
     #[test]

@@ -21,7 +21,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use backplane_api::{BackplaneError, Envelope, codec};
-use serde_json::value::RawValue;
 
 use crate::error::Chain;
 
@@ -42,31 +41,15 @@ fn piece_room(id: &str) -> usize {
 }
 
 /// Packs encoded envelopes into one payload: the envelope itself when there
-/// is one, a batch otherwise.
+/// is one, a batch otherwise (the shared format of [`codec::encode_batch`]).
 pub(crate) fn pack(envelopes: &[&str]) -> String {
-    if let [one] = envelopes {
-        return (*one).to_owned();
-    }
-    let total = envelopes.iter().map(|e| e.len()).sum();
-    let mut text = String::with_capacity(packed_len(total, envelopes.len()));
-    text.push('[');
-    for (i, envelope) in envelopes.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(envelope);
-    }
-    text.push(']');
-    text
+    codec::encode_batch(envelopes)
 }
 
 /// The length of [`pack`]'s output for `count` envelopes of `total`
 /// bytes together.
 pub(crate) fn packed_len(total: usize, count: usize) -> usize {
-    match count {
-        0 | 1 => total,
-        n => total + (n - 1) + 2,
-    }
+    codec::batch_len(total, count)
 }
 
 /// Splits `text` into chunk frames of message `id`, each at most
@@ -205,18 +188,7 @@ fn parse_chunk(rest: &str) -> Option<Chunk<'_>> {
 
 /// Decodes a whole (unchunked) payload into its envelopes.
 pub(crate) fn decode(text: &str) -> Result<Vec<Envelope>, FrameError> {
-    let text = text.trim_start();
-    if !text.starts_with('[') {
-        return codec::decode(text.as_bytes())
-            .map(|envelope| vec![envelope])
-            .map_err(FrameError::Decode);
-    }
-    let items: Vec<&RawValue> = serde_json::from_str(text)
-        .map_err(|error| FrameError::Decode(BackplaneError::Decode(error)))?;
-    items
-        .into_iter()
-        .map(|item| codec::decode(item.get().as_bytes()).map_err(FrameError::Decode))
-        .collect()
+    codec::decode_batch(text.as_bytes()).map_err(FrameError::Decode)
 }
 
 /// Joins the pieces of chunked messages, one message at a time per

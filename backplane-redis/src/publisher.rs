@@ -16,7 +16,6 @@ use backplane_api::{BackplaneError, Envelope, Result, codec};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::noop_waker_ref;
 use redis::RedisError;
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backplane::{Publish, is_transient};
@@ -87,7 +86,7 @@ fn next_trip(queue: &mut VecDeque<Request>, max: usize) -> Trip {
     let mut texts = vec![first.payload];
     let mut total = texts[0].len();
     while let Some(next) = queue.front() {
-        let len = packed_len(total + next.payload.len(), texts.len() + 1);
+        let len = codec::batch_len(total + next.payload.len(), texts.len() + 1);
         if next.channel != first.channel || len > max {
             break;
         }
@@ -104,44 +103,18 @@ fn next_trip(queue: &mut VecDeque<Request>, max: usize) -> Trip {
 }
 
 /// Packs encoded envelopes into one message: the envelope itself when
-/// there is one, a JSON array of them otherwise.
+/// there is one, a batch otherwise (the shared format of
+/// [`codec::encode_batch`]).
 fn pack(mut envelopes: Vec<String>) -> String {
-    if envelopes.len() == 1 {
-        return envelopes.pop().expect("one envelope");
-    }
-    let total = envelopes.iter().map(String::len).sum();
-    let mut text = String::with_capacity(packed_len(total, envelopes.len()));
-    text.push('[');
-    for (i, envelope) in envelopes.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(envelope);
-    }
-    text.push(']');
-    text
-}
-
-/// The length of [`pack`]'s output for `count` envelopes of `total` bytes
-/// together.
-fn packed_len(total: usize, count: usize) -> usize {
-    match count {
-        0 | 1 => total,
-        n => total + (n - 1) + 2,
+    match envelopes.len() {
+        1 => envelopes.pop().unwrap_or_default(),
+        _ => codec::encode_batch(&envelopes),
     }
 }
 
-/// Decodes a message into its envelopes: one object, or an array of them.
+/// Decodes a message into its envelopes: one object, or a batch of them.
 pub(crate) fn decode(payload: &[u8]) -> Result<Vec<Envelope>> {
-    let start = payload.iter().position(|b| !b.is_ascii_whitespace());
-    if start.is_none_or(|i| payload[i] != b'[') {
-        return codec::decode(payload).map(|envelope| vec![envelope]);
-    }
-    let items: Vec<&RawValue> = serde_json::from_slice(payload).map_err(BackplaneError::Decode)?;
-    items
-        .into_iter()
-        .map(|item| codec::decode(item.get().as_bytes()))
-        .collect()
+    codec::decode_batch(payload)
 }
 
 /// Starts a round trip and sends its command at once.
@@ -270,7 +243,7 @@ mod tests {
             assert!(trip.payload.len() <= 1000);
             assert_eq!(
                 trip.payload.len(),
-                packed_len(100 * trip.replies.len(), trip.replies.len())
+                codec::batch_len(100 * trip.replies.len(), trip.replies.len())
             );
             envelopes += trip.replies.len();
         }
