@@ -248,7 +248,8 @@ mod tests {
     use crate::Message;
 
     fn sample() -> Envelope {
-        let message = Message::new("say", &serde_json::json!({"text": "héllo 世界 🎉"})).unwrap();
+        let args = serde_json::json!({"text": "héllo 世界 🎉"});
+        let message = Message::new("say", &args).unwrap();
         Envelope::new(
             "chat",
             ServerId::from("a"),
@@ -316,7 +317,11 @@ mod tests {
             br#"{"v":1,"hub":"h","origin":"o","id":1}"#,
             br#"{"v":1,"hub":"h","origin":"o","id":-1,"send":{}}"#,
             br#"{"v":1,"hub":7,"origin":"o","id":1}"#,
-            br#"{"v":1,"hub":"h","origin":"o","id":1,"send":{"target":{"to":"nowhere"},"method":"m","args":1}}"#,
+            concat!(
+                r#"{"v":1,"hub":"h","origin":"o","id":1,"#,
+                r#""send":{"target":{"to":"nowhere"},"method":"m","args":1}}"#,
+            )
+            .as_bytes(),
             &full.as_bytes()[..full.len() / 2],
             &full.as_bytes()[..full.len() - 1],
         ];

@@ -94,6 +94,18 @@ impl BackplaneError {
         }
     }
 
+    /// A copy of `error` for one of several callers that share one failure
+    /// (the publishes of one batch, say): same message and transience,
+    /// with `error` as its source.
+    pub fn shared(error: &std::sync::Arc<BackplaneError>) -> Self {
+        let context = error.to_string();
+        if error.is_transient() {
+            Self::transient(context, error.clone())
+        } else {
+            Self::transport(context, error.clone())
+        }
+    }
+
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -114,5 +126,32 @@ impl BackplaneError {
             self,
             Self::Decode(_) | Self::InvalidEnvelope(_) | Self::UnsupportedVersion { .. }
         )
+    }
+}
+
+/// Displays an error with its chain of causes on one line: `a: b: c`.
+///
+/// Client errors keep their details (the server's message, the I/O error)
+/// in their causes, which a plain `{error}` leaves out; transports log
+/// with this.
+///
+/// ```
+/// use backplane_api::{BackplaneError, ErrorChain};
+///
+/// let error = BackplaneError::transport("publish failed", "connection reset");
+/// assert_eq!(ErrorChain(&error).to_string(), "publish failed: connection reset");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
     }
 }

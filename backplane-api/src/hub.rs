@@ -666,7 +666,8 @@ async fn receive_loop(shared: Arc<Shared>, mut subscription: Subscription) {
                 tracing::warn!(
                     hub,
                     reason = %reason,
-                    "backplane connection lost; envelopes from other instances may be missed until it is restored",
+                    "backplane connection lost; envelopes from other instances \
+                     may be missed until it is restored",
                 );
             }
             Event::Resubscribed { downtime } => {

@@ -75,7 +75,7 @@ mod target;
 mod transport;
 
 pub use envelope::{Action, Envelope, FORMAT_VERSION, Message};
-pub use error::{BackplaneError, Result};
+pub use error::{BackplaneError, ErrorChain, Result};
 pub use hub::{Connection, DEFAULT_QUEUE_CAPACITY, Hub, HubBuilder, HubStats};
 pub use id::{ConnectionId, GroupName, ServerId, UserId};
 pub use target::Target;

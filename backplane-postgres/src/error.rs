@@ -38,20 +38,3 @@ pub(crate) fn is_connection_error(error: &tokio_postgres::Error) -> bool {
 pub(crate) fn timed_out(context: &str) -> BackplaneError {
     BackplaneError::transient(context, "the server did not answer in time")
 }
-
-/// Displays an error with its chain of causes: `a: b: c`. Client errors
-/// keep their details (the server's message, the I/O error) in their
-/// causes; none of them carries the password.
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(error) = cause {
-            write!(f, ": {error}")?;
-            cause = error.source();
-        }
-        Ok(())
-    }
-}

@@ -20,9 +20,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use backplane_api::{BackplaneError, Envelope, codec};
-
-use crate::error::Chain;
+use backplane_api::{BackplaneError, Envelope, ErrorChain, codec};
 
 /// The largest payload PostgreSQL accepts: it refuses 8000 bytes or more.
 pub(crate) const MAX_NOTIFICATION_BYTES: usize = 7999;
@@ -143,7 +141,7 @@ impl fmt::Display for FrameError {
             Self::Empty => f.write_str("empty payload"),
             Self::Unknown => f.write_str("payload is not a backplane frame"),
             Self::ChunkHeader => f.write_str("malformed chunk header"),
-            Self::Decode(error) => write!(f, "{}", Chain(error)),
+            Self::Decode(error) => write!(f, "{}", ErrorChain(error)),
         }
     }
 }

@@ -9,14 +9,14 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backplane_api::{BackplaneError, Event, EventSender, Result};
+use backplane_api::{BackplaneError, ErrorChain, Event, EventSender, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_postgres::{AsyncMessage, Client, Notification};
 
 use crate::channel::quote;
 use crate::config::{PgConnection, Settings};
-use crate::error::{Chain, is_connection_error, timed_out, wrap};
+use crate::error::{is_connection_error, timed_out, wrap};
 use crate::frame::{self, Frame, Pushed, Reassembler};
 
 /// How long a closing listener waits for the server to acknowledge the
@@ -229,7 +229,7 @@ impl Listener {
                         tracing::debug!(notice = %notice, "notice on the listening connection");
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(error)) => return Served::Lost(Chain(&error).to_string()),
+                    Some(Err(error)) => return Served::Lost(ErrorChain(&error).to_string()),
                     None => return Served::Lost("the server closed the connection".into()),
                 },
 
@@ -260,7 +260,7 @@ impl Listener {
                             return Served::Lost(format!("health check failed: {reason}"));
                         }
                         Err(QueryError::Refused(error)) => {
-                            let reason = Chain(&*error).to_string();
+                            let reason = ErrorChain(&*error).to_string();
                             return Served::Lost(format!("health check failed: {reason}"));
                         }
                     }
@@ -412,7 +412,11 @@ impl Listener {
             }
 
             (Control::Unlisten { channel }, Err(QueryError::Refused(error))) => {
-                tracing::warn!(channel, error = %Chain(&*error), "the server refused UNLISTEN");
+                tracing::warn!(
+                    channel,
+                    error = %ErrorChain(&*error),
+                    "the server refused UNLISTEN",
+                );
                 Ok(())
             }
         }
@@ -562,7 +566,7 @@ impl Listener {
                 Err(error) => tracing::warn!(
                     attempt,
                     delay_ms = delay.as_millis() as u64,
-                    error = %Chain(&error),
+                    error = %ErrorChain(&error),
                     "reconnecting the listening connection failed",
                 ),
             }
@@ -607,7 +611,7 @@ async fn query(client: &Client, sql: &str, timeout: Duration) -> Result<(), Quer
     match tokio::time::timeout(timeout, client.batch_execute(sql)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) if is_connection_error(&error) => {
-            Err(QueryError::Lost(Chain(&error).to_string()))
+            Err(QueryError::Lost(ErrorChain(&error).to_string()))
         }
         Ok(Err(error)) => Err(QueryError::Refused(Arc::new(error))),
         Err(_) => Err(QueryError::Lost(format!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use backplane_api::{BackplaneError, Result};
+use backplane_api::{BackplaneError, ErrorChain, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::noop_waker_ref;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::config::{PgConnection, Settings};
-use crate::error::{Chain, timed_out, wrap};
+use crate::error::{timed_out, wrap};
 use crate::frame::{self, MAX_NOTIFICATION_BYTES};
 
 /// Sends one notification; both values are bound parameters.
@@ -143,7 +143,7 @@ impl Outage {
         let delay = self.delays.next().unwrap_or(settings.reconnect_max_delay);
         tracing::warn!(
             attempt = self.attempts,
-            error = %Chain(&**error),
+            error = %ErrorChain(&**error),
             requests,
             retry_in_ms = delay.as_millis() as u64,
             "cannot open the publishing connection; publishes fail until the next attempt",
@@ -219,7 +219,7 @@ pub(crate) async fn run(settings: Arc<Settings>, mut requests: mpsc::UnboundedRe
                     && client.take().is_some()
                 {
                     tracing::warn!(
-                        error = %Chain(error),
+                        error = %ErrorChain(error),
                         "publishing connection failed; reconnecting on the next publish",
                     );
                     outage.get_or_insert_with(|| Outage::new(&settings));
@@ -227,7 +227,9 @@ pub(crate) async fn run(settings: Arc<Settings>, mut requests: mpsc::UnboundedRe
                 reply_all(replies, result);
             }
 
-            result = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
+            result = async { connecting.as_mut().expect("guarded").await },
+                if connecting.is_some() =>
+            {
                 connecting = None;
                 match result {
                     Ok((new, connection)) => {
@@ -239,7 +241,7 @@ pub(crate) async fn run(settings: Arc<Settings>, mut requests: mpsc::UnboundedRe
                         outage
                             .get_or_insert_with(|| Outage::new(&settings))
                             .failed(&error, &settings, queue.len());
-                        fail_all(&mut queue, || shared(&error));
+                        fail_all(&mut queue, || BackplaneError::shared(&error));
                     }
                 }
             }
@@ -262,7 +264,7 @@ fn connected(client: Client, connection: PgConnection, outage: Option<Outage>) -
     // The connection ends by itself once its client is dropped.
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(error = %Chain(&error), "publishing connection ended");
+            tracing::debug!(error = %ErrorChain(&error), "publishing connection ended");
         }
     });
     match outage {
@@ -455,20 +457,9 @@ fn reply_all(replies: Vec<oneshot::Sender<Result<()>>>, result: Result<()>) {
         Err(error) => {
             let error = Arc::new(error);
             for reply in replies {
-                let _ = reply.send(Err(shared(&error)));
+                let _ = reply.send(Err(BackplaneError::shared(&error)));
             }
         }
-    }
-}
-
-/// One error for several callers: the same context and transience, the
-/// original as the source.
-fn shared(error: &Arc<BackplaneError>) -> BackplaneError {
-    let context = error.to_string();
-    if error.is_transient() {
-        BackplaneError::transient(context, error.clone())
-    } else {
-        BackplaneError::transport(context, error.clone())
     }
 }
 

@@ -204,7 +204,10 @@ async fn the_maximum_size_is_enforced() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, BackplaneError::PayloadTooLarge { size, max: m } if size == max + 1 && m == max),
+        matches!(
+            error,
+            BackplaneError::PayloadTooLarge { size, max: m } if size == max + 1 && m == max
+        ),
         "{error:?}"
     );
     let client = sql().await;
@@ -307,7 +310,10 @@ async fn foreign_notifications_are_skipped_with_a_warning() {
         "chunk def 1/2\n,\"id\":1}", // a second piece without its first
         "chunk broken",              // a truncated header
         r#"{"v":1,"hub":"bad"}"#,    // JSON, not an envelope
-        r#"{"v":1,"hub":"bad","origin":"o","id":1,"send":{"target":{"to":"all"},"method":"m","args":1}"#,
+        concat!(
+            r#"{"v":1,"hub":"bad","origin":"o","id":1,"#,
+            r#""send":{"target":{"to":"all"},"method":"m","args":1}"#,
+        ),
         "[1,2,3]",
     ];
     for payload in bad_payloads {

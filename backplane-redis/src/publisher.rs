@@ -186,14 +186,8 @@ fn reply_all(replies: Vec<oneshot::Sender<Result<()>>>, result: Result<()>) {
         }
         Err(error) => {
             let error = Arc::new(error);
-            let context = error.to_string();
             for reply in replies {
-                let copy = if error.is_transient() {
-                    BackplaneError::transient(context.clone(), error.clone())
-                } else {
-                    BackplaneError::transport(context.clone(), error.clone())
-                };
-                let _ = reply.send(Err(copy));
+                let _ = reply.send(Err(BackplaneError::shared(&error)));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use backplane_api::{BackplaneError, Event, EventSender, Result};
+use backplane_api::{BackplaneError, ErrorChain, Event, EventSender, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -203,7 +203,7 @@ impl Worker {
                     hub,
                     channel = %channel,
                     bytes = payload.len(),
-                    error = %error_chain(&error),
+                    error = %ErrorChain(&error),
                     "undecodable message skipped",
                 );
                 return;
@@ -333,17 +333,4 @@ fn backoff(config: &Config) -> ExponentialBackoff {
         .with_jitter()
         .without_max_times()
         .build()
-}
-
-/// An error and its sources, joined by `: `, so that a log line says why
-/// (`failed to decode: expected value at line 1 column 1`).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

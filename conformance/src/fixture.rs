@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backplane_api::{
-    BackplaneError, Connection, ConnectionId, GroupName, Hub, Message, ServerId, Target, Transport,
-    UserId,
+    BackplaneError, Connection, ConnectionId, ErrorChain, GroupName, Hub, Message, ServerId,
+    Target, Transport, UserId,
 };
 use tokio::time::Instant;
 
@@ -38,7 +38,7 @@ pub(crate) struct Failure(pub(crate) String);
 
 impl From<BackplaneError> for Failure {
     fn from(error: BackplaneError) -> Self {
-        Self(format!("unexpected error: {}", error_chain(&error)))
+        Self(format!("unexpected error: {}", ErrorChain(&error)))
     }
 }
 
@@ -60,18 +60,6 @@ macro_rules! fail {
 }
 pub(crate) use fail;
 
-/// An error and its sources on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// A hub name no other scenario run uses, so that runs sharing one bus do
 /// not hear each other.
 pub(crate) fn hub_name(tag: &str) -> String {
@@ -85,17 +73,15 @@ pub(crate) async fn instance(
     name: &str,
     queue_capacity: usize,
 ) -> Result<Instance, Failure> {
-    let transport = factory.instance().await.map_err(|e| {
-        fail!(
-            "the factory could not make a transport: {}",
-            error_chain(&e)
-        )
-    })?;
+    let transport = factory
+        .instance()
+        .await
+        .map_err(|e| fail!("the factory could not make a transport: {}", ErrorChain(&e)))?;
     let hub = Hub::builder(name, transport)
         .queue_capacity(queue_capacity)
         .build()
         .await
-        .map_err(|e| fail!("subscribing hub {name:?} failed: {}", error_chain(&e)))?;
+        .map_err(|e| fail!("subscribing hub {name:?} failed: {}", ErrorChain(&e)))?;
     Ok(hub)
 }
 
@@ -310,7 +296,7 @@ impl Room {
                 fail!(
                     "send {} to {target:?} from instance {from} failed: {}",
                     short(&rendered),
-                    error_chain(&e)
+                    ErrorChain(&e)
                 )
             })
     }
@@ -347,7 +333,7 @@ impl Room {
             hub.send(Target::All, BARRIER, &marker).await.map_err(|e| {
                 fail!(
                     "barrier send from instance {from} failed: {}",
-                    error_chain(&e)
+                    ErrorChain(&e)
                 )
             })?;
         }

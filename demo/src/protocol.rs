@@ -179,7 +179,10 @@ mod tests {
         };
         assert_eq!(
             frame.to_json(),
-            r#"{"type":"message","kind":"room","from":"ann","room":"lobby","text":"hi","sent_via":"instance-A","delivered_by":"instance-B"}"#
+            concat!(
+                r#"{"type":"message","kind":"room","from":"ann","room":"lobby","#,
+                r#""text":"hi","sent_via":"instance-A","delivered_by":"instance-B"}"#,
+            )
         );
     }
 

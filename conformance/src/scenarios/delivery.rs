@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backplane_api::{
-    BackplaneError, Connection, Envelope, Hub, Publisher, Subscriber, Subscription, Target,
-    Transport,
+    BackplaneError, Connection, Envelope, ErrorChain, Hub, Publisher, Subscriber, Subscription,
+    Target, Transport,
 };
 
 use super::{groups, ids, users};
 use crate::TransportFactory;
 use crate::fixture::{
-    Failure, Instance, QUEUE_CAPACITY, Room, SAY, ensure, error_chain, fail, hub_name, instance,
-    render,
+    Failure, Instance, QUEUE_CAPACITY, Room, SAY, ensure, fail, hub_name, instance, render,
 };
 
 pub(crate) async fn send_to_all_reaches_every_instance(
@@ -105,12 +104,10 @@ pub(crate) async fn local_send_skips_bus(factory: &dyn TransportFactory) -> Resu
     let mut room = Room::empty(name.clone(), &factory.capabilities());
 
     let published = Arc::new(AtomicU64::new(0));
-    let inner = factory.instance().await.map_err(|e| {
-        fail!(
-            "the factory could not make a transport: {}",
-            error_chain(&e)
-        )
-    })?;
+    let inner = factory
+        .instance()
+        .await
+        .map_err(|e| fail!("the factory could not make a transport: {}", ErrorChain(&e)))?;
     let counting: Arc<dyn Transport> = Arc::new(Counting {
         inner,
         published: published.clone(),

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use backplane_api::{
-    Action, Envelope, Event, Hub, Message, ServerId, Subscription, Target, Transport, codec,
+    Action, Envelope, ErrorChain, Event, Hub, Message, ServerId, Subscription, Target, Transport,
+    codec,
 };
 
 use crate::TransportFactory;
-use crate::fixture::{
-    Failure, Instance, QUEUE_CAPACITY, Room, SAY, ensure, error_chain, fail, hub_name,
-};
+use crate::fixture::{Failure, Instance, QUEUE_CAPACITY, Room, SAY, ensure, fail, hub_name};
 
 pub(crate) async fn hub_isolation(factory: &dyn TransportFactory) -> Result<(), Failure> {
     // Names a transport could confuse: equal but for case, and longer than
@@ -29,12 +28,10 @@ pub(crate) async fn hub_isolation(factory: &dyn TransportFactory) -> Result<(), 
     // Two instances, each with one hub of every name over its one
     // transport, plus a third that only watches every name's channel.
     let make = || async {
-        factory.instance().await.map_err(|e| {
-            fail!(
-                "the factory could not make a transport: {}",
-                error_chain(&e)
-            )
-        })
+        factory
+            .instance()
+            .await
+            .map_err(|e| fail!("the factory could not make a transport: {}", ErrorChain(&e)))
     };
     let transports: [Arc<dyn Transport>; 2] = [make().await?, make().await?];
     let watcher = make().await?;
@@ -240,7 +237,7 @@ pub(crate) async fn payload_limits_and_non_ascii(
             "an envelope of {} bytes, one over the declared maximum, gave {:?} instead \
              of PayloadTooLarge",
             max + 1,
-            result.map_err(|e| error_chain(&e))
+            result.map_err(|e| ErrorChain(&e).to_string())
         );
     }
     room.finish().await
